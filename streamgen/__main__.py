@@ -1,0 +1,5 @@
+import sys
+
+from streamgen.cli import main
+
+sys.exit(main())

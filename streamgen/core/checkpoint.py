@@ -1,0 +1,152 @@
+"""Snapshots of engine state: model + optimizer, per-key state, and source offsets.
+
+A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts written with
+``torch.save`` and read back with ``torch.load(..., weights_only=True)``: loading never
+unpickles arbitrary objects. Writes are atomic (temp file in the same directory, fsync,
+``os.replace``), so a crash or a full disk during a write leaves the previous checkpoint intact.
+
+Layout for a live consumer (``checkpoint.dir``)::
+
+    model.pt                        model, optimizer, step, replay buffer (shared by all keys)
+    partitions/<topic>-<p>.pt       keys of that partition: windows, normalizers, calibrators,
+                                    alert state, and the offset of the last record folded in
+
+For ``streamgen score --checkpoint-out FILE`` everything goes into one file.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from streamgen.errors import CheckpointError
+
+if TYPE_CHECKING:
+    from streamgen.core.engine import Engine
+
+FORMAT_VERSION = 1
+
+
+def save_atomic(obj: dict[str, Any], path: str | Path) -> None:
+    """Write ``obj`` to ``path`` atomically; raise CheckpointError on any failure."""
+    p = Path(path)
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                torch.save(obj, fh)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, p)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        dfd = os.open(p.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError as exc:
+        raise CheckpointError(f"cannot write checkpoint {p}: {exc.strerror or exc}") from exc
+
+
+def load(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_atomic` (weights-only, no arbitrary code)."""
+    p = Path(path)
+    if not p.is_file():
+        raise CheckpointError(f"checkpoint not found: {p}")
+    try:
+        obj = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad checkpoint
+        raise CheckpointError(f"cannot read checkpoint {p}: {exc}".splitlines()[0]) from exc
+    if not isinstance(obj, dict) or obj.get("format") != FORMAT_VERSION:
+        raise CheckpointError(f"{p}: not a streamgen checkpoint (format {FORMAT_VERSION})")
+    return obj
+
+
+def model_state(engine: Engine) -> dict[str, Any]:
+    """Model, optimizer and everything shared across keys."""
+    assert engine.learner is not None
+    return {
+        "format": FORMAT_VERSION,
+        "kind": "model",
+        "config": engine.cfg.model_dump(mode="json"),
+        "channels": list(engine.channels or []),
+        "learner": engine.learner.state_dict(),
+        "records_total": engine.records_total,
+    }
+
+
+def keys_state(engine: Engine, keys: list[str] | None = None) -> dict[str, Any]:
+    """Per-key state of ``keys`` (all when None)."""
+    store, norm = engine.store, engine.normalizer
+    assert store is not None and norm is not None
+    ws = store.state_dict(keys)
+    slots = np.array([store.slots[k] for k in ws["keys"]], dtype=np.int64)
+    return {
+        "windows": ws,
+        "normalizer": norm.state_dict(slots),
+        "calibrator": engine.calibrator.state_dict(slots),
+        "prev_fc": torch.from_numpy(engine.prev_fc[slots].copy()),
+        "has_fc": torch.from_numpy(engine.has_fc[slots].copy()),
+        "last_anom": torch.from_numpy(engine.last_anom[slots].copy()),
+        "n_windows": torch.from_numpy(engine.n_windows[slots].copy()),
+        "alerts": engine.alerter.state_dict(ws["keys"]),
+        "key_partition": {k: list(engine.key_partition.get(k, ("", -1))) for k in ws["keys"]},
+    }
+
+
+def load_model_state(engine: Engine, state: dict[str, Any]) -> None:
+    """Restore the shared model; builds the engine's state for the checkpoint's channels."""
+    channels = list(state["channels"])
+    if engine.channels is not None and list(engine.channels) != channels:
+        raise CheckpointError(
+            f"checkpoint channels {channels} differ from the pipeline's {engine.channels}"
+        )
+    engine.decoder.channels = channels
+    if engine.store is None:
+        engine._build(len(channels))
+    assert engine.learner is not None
+    engine.learner.load_state_dict(state["learner"])
+    engine.records_total = int(state.get("records_total", 0))
+
+
+def load_keys_state(engine: Engine, state: dict[str, Any]) -> None:
+    """Merge per-key state into the engine (partition assigned, or a resumed file run)."""
+    store, norm = engine.store, engine.normalizer
+    assert store is not None and norm is not None
+    slots = store.load_state_dict(state["windows"])
+    engine._ensure()
+    norm.load_state_dict(state["normalizer"], slots)
+    engine.calibrator.load_state_dict(state["calibrator"], slots)
+    for i, s in enumerate(slots):
+        engine.prev_fc[s] = state["prev_fc"][i].numpy()
+        engine.has_fc[s] = bool(state["has_fc"][i])
+        engine.last_anom[s] = bool(state["last_anom"][i])
+        engine.n_windows[s] = int(state["n_windows"][i])
+    engine.alerter.load_state_dict(state["alerts"])
+    for k, (topic, part) in state["key_partition"].items():
+        engine.key_partition[k] = (topic, int(part))
+
+
+def full_state(engine: Engine) -> dict[str, Any]:
+    """Everything in one dict (``score --checkpoint-out``)."""
+    out = model_state(engine)
+    out["kind"] = "full"
+    out["keys"] = keys_state(engine)
+    out["offsets"] = [[t, p, o] for (t, p), o in engine.offsets.items()]
+    return out
+
+
+def load_full_state(engine: Engine, state: dict[str, Any]) -> None:
+    load_model_state(engine, state)
+    if "keys" in state:
+        load_keys_state(engine, state["keys"])
+    for t, p, o in state.get("offsets", []):
+        engine.offsets[(t, int(p))] = int(o)

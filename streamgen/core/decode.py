@@ -1,0 +1,179 @@
+"""Raw message → :class:`~streamgen.records.Record`, or a dead letter with a reason.
+
+The record contract (design.md §3):
+
+* **key**: the Kafka message key, else field ``decode.key_field``, else ``"default"``.
+* **time**: field ``decode.time_field`` (JSON) or column ``decode.csv_time_column`` (CSV);
+  ISO-8601 text, or epoch seconds / milliseconds (numbers ≥ 1e11 are taken as ms).
+* **values**: the fields named in ``decode.value_fields``, else every numeric field other than
+  key, time and label, fixed by the first good record.
+
+Examples
+--------
+>>> from streamgen.config import DecodeConfig
+>>> from streamgen.core.ports import RawMessage
+>>> from streamgen.records import Position
+>>> d = Decoder(DecodeConfig())
+>>> r = d.decode(RawMessage(b'{"key": "a", "ts": 1700000000, "x": 1.5}', Position("t", 0, 7)))
+>>> r.key, r.ts_ms, r.values.tolist()
+('a', 1700000000000, [1.5])
+>>> d.decode(RawMessage(b'{"ts": 1700000001, "x": "oops"}', Position("t", 0, 8))).reason
+'non-numeric value in field x'
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from datetime import UTC, datetime
+
+import numpy as np
+
+from streamgen.config import DecodeConfig
+from streamgen.core.ports import RawMessage
+from streamgen.errors import DecodeError
+from streamgen.records import DeadLetter, Record
+
+# Epoch numbers at or above this are milliseconds: 1e11 s is the year 5138, 1e11 ms is 1973.
+_MS_CUTOFF = 1e11
+
+
+def parse_time_ms(value: object) -> int:
+    """Parse ISO-8601 text or epoch seconds/ms into integer ms since the epoch (UTC)."""
+    if isinstance(value, bool) or value is None:
+        raise DecodeError("missing or invalid time")
+    if isinstance(value, int | float):
+        num = float(value)
+    else:
+        text = str(value).strip()
+        if not text:
+            raise DecodeError("missing time")
+        try:
+            num = float(text)
+        except ValueError:
+            try:
+                dt = datetime.fromisoformat(text.replace(" ", "T", 1) if " " in text else text)
+            except ValueError:
+                raise DecodeError(f"unparsable time {text[:40]!r}") from None
+            if dt.tzinfo is None:
+                dt = dt.replace(tzinfo=UTC)
+            return int(round(dt.timestamp() * 1000))
+    if not math.isfinite(num):
+        raise DecodeError("non-finite time")
+    ms = num if abs(num) >= _MS_CUTOFF else num * 1000.0
+    if abs(ms) > 1e16:
+        raise DecodeError("time out of range")
+    return int(round(ms))
+
+
+def _to_float(value: object, name: str) -> float:
+    if isinstance(value, bool) or value is None:
+        raise DecodeError(f"non-numeric value in field {name}")
+    if isinstance(value, int | float):
+        v = float(value)
+    else:
+        text = str(value).strip()
+        if not text:
+            raise DecodeError(f"missing value in field {name}")
+        try:
+            v = float(text)
+        except ValueError:
+            raise DecodeError(f"non-numeric value in field {name}") from None
+    if not math.isfinite(v):
+        raise DecodeError(f"non-finite value in field {name}")
+    return v
+
+
+def _is_numeric(value: object) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int | float):
+        return True
+    if isinstance(value, str):
+        try:
+            float(value)
+        except ValueError:
+            return False
+        return True
+    return False
+
+
+class Decoder:
+    """Decodes raw messages; remembers the channel names fixed by the first good record."""
+
+    def __init__(self, cfg: DecodeConfig, channels: list[str] | None = None) -> None:
+        self.cfg = cfg
+        self.channels: list[str] | None = list(cfg.value_fields or channels or []) or None
+        self._reserved = {cfg.key_field, cfg.time_field, cfg.csv_time_column}
+        if cfg.label_field:
+            self._reserved.add(cfg.label_field)
+
+    def decode(self, msg: RawMessage) -> Record | DeadLetter:
+        """Return a :class:`Record`, or a :class:`DeadLetter` whose ``reason`` says why."""
+        try:
+            return self._decode(msg)
+        except DecodeError as exc:
+            return DeadLetter(raw=_raw_bytes(msg.value), position=msg.position, reason=str(exc))
+
+    def _decode(self, msg: RawMessage) -> Record:
+        cfg = self.cfg
+        fields: Mapping[str, object]
+        if isinstance(msg.value, bytes | bytearray):
+            if len(msg.value) > cfg.max_record_bytes:
+                raise DecodeError(f"record of {len(msg.value)} bytes exceeds max_record_bytes")
+            if not msg.value.strip():
+                raise DecodeError("empty record")
+            try:
+                obj = json.loads(msg.value)
+            except (ValueError, UnicodeDecodeError):
+                raise DecodeError("not valid JSON") from None
+            if not isinstance(obj, dict):
+                raise DecodeError("JSON record is not an object")
+            fields = obj
+            time_name = cfg.time_field
+        else:
+            fields = msg.value
+            if None in fields:  # csv.DictReader puts surplus cells under the key None
+                raise DecodeError("row has more cells than the header")
+            time_name = cfg.csv_time_column if cfg.csv_time_column in fields else cfg.time_field
+        if msg.key is not None:
+            key = msg.key.decode("utf-8", errors="replace")
+        else:
+            raw_key = fields.get(cfg.key_field)
+            key = "default" if raw_key is None or raw_key == "" else str(raw_key)
+        if len(key) > 512:
+            raise DecodeError("key longer than 512 characters")
+        if time_name not in fields:
+            raise DecodeError(f"missing time field {time_name}")
+        ts_ms = parse_time_ms(fields[time_name])
+        if self.channels is None:
+            names = [k for k, v in fields.items() if k not in self._reserved and _is_numeric(v)]
+            if not names:
+                raise DecodeError("no numeric value fields")
+            if len(names) > cfg.max_channels:
+                raise DecodeError(f"{len(names)} value fields exceed max_channels")
+            self.channels = names
+        values = np.empty(len(self.channels), dtype=np.float64)
+        for i, name in enumerate(self.channels):
+            if name not in fields:
+                raise DecodeError(f"missing value field {name} (expected {len(self.channels)})")
+            values[i] = _to_float(fields[name], name)
+        if abs(values).max() > 1e30:
+            raise DecodeError("value magnitude exceeds 1e30")
+        label = None
+        if cfg.label_field and cfg.label_field in fields:
+            raw_label = fields[cfg.label_field]
+            if raw_label not in (None, ""):
+                try:
+                    label = int(float(raw_label))  # type: ignore[arg-type]
+                except (TypeError, ValueError):
+                    raise DecodeError(f"invalid label in field {cfg.label_field}") from None
+        return Record(key=key, ts_ms=ts_ms, values=values, position=msg.position, label=label)
+
+
+def _raw_bytes(value: bytes | Mapping[str, str]) -> bytes:
+    if isinstance(value, bytes | bytearray):
+        return bytes(value)
+    cells = {str(k): v for k, v in value.items()}
+    return json.dumps(cells, default=str).encode()

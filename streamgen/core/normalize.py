@@ -1,0 +1,103 @@
+"""Online per-key scaling: exponentially weighted mean and variance, robust to outliers.
+
+Each key (slot) keeps an EW mean and variance per channel with half-life
+``normalize.half_life`` points. A point does not update its key's statistics when its
+``|z|`` under the current statistics exceeds ``normalize.freeze_z`` on any channel, or when the
+key is currently flagged anomalous: the very points we are looking for must not become the
+new normal. Early on (fewer than ``min_points``), every point updates the statistics so that
+a new key warms up quickly.
+
+Examples
+--------
+>>> import numpy as np
+>>> from streamgen.config import NormalizeConfig
+>>> n = Normalizer(NormalizeConfig(half_life=10), n_channels=1)
+>>> n.ensure(1)
+>>> for v in [1.0, 2.0, 3.0, 2.0, 1.0, 2.0]:
+...     _ = n.update(0, np.array([v]))
+>>> round(float(n.mean[0, 0]), 2), int(n.count[0])
+(1.83, 6)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from streamgen.config import NormalizeConfig
+
+
+class Normalizer:
+    """Per-slot EW mean/variance; ``normalize`` maps raw windows to clipped z-units."""
+
+    min_points = 8
+
+    def __init__(self, cfg: NormalizeConfig, n_channels: int) -> None:
+        self.cfg = cfg
+        self.n_channels = n_channels
+        self.alpha = 1.0 - 0.5 ** (1.0 / cfg.half_life)
+        self.mean = np.zeros((0, n_channels))
+        self.var = np.zeros((0, n_channels))
+        self.count = np.zeros(0, dtype=np.int64)
+
+    def ensure(self, n_slots: int) -> None:
+        """Grow arrays to at least ``n_slots`` slots."""
+        pad = n_slots - len(self.count)
+        if pad > 0:
+            self.mean = np.concatenate([self.mean, np.zeros((pad, self.n_channels))])
+            self.var = np.concatenate([self.var, np.zeros((pad, self.n_channels))])
+            self.count = np.concatenate([self.count, np.zeros(pad, np.int64)])
+
+    def reset(self, slot: int) -> None:
+        self.mean[slot] = 0.0
+        self.var[slot] = 0.0
+        self.count[slot] = 0
+
+    def std(self, slot: int) -> np.ndarray:
+        return np.sqrt(np.maximum(self.var[slot], self.cfg.min_std**2))
+
+    def zscore(self, slot: int, x: np.ndarray) -> np.ndarray:
+        """z of raw values ``x`` (``(..., C)``) under the slot's current statistics."""
+        if self.count[slot] == 0:
+            return np.zeros_like(x)
+        return (x - self.mean[slot]) / self.std(slot)
+
+    def update(self, slot: int, x: np.ndarray, frozen: bool = False) -> bool:
+        """Fold a point into the statistics unless it is an outlier; True if folded."""
+        n = self.count[slot]
+        if n >= self.min_points:
+            if frozen or np.abs(self.zscore(slot, x)).max() > self.cfg.freeze_z:
+                return False
+        if n == 0:
+            self.mean[slot] = x
+            self.var[slot] = 0.0
+        else:
+            # Plain averaging while young (alpha too small to forget the start), EW after.
+            a = max(self.alpha, 1.0 / (n + 1))
+            d = x - self.mean[slot]
+            self.mean[slot] += a * d
+            self.var[slot] = (1.0 - a) * (self.var[slot] + a * d * d)
+        self.count[slot] = n + 1
+        return True
+
+    def normalize(self, slot: int, window: np.ndarray) -> np.ndarray:
+        """Map a raw ``(W, C)`` window into clipped z-units as float32."""
+        z = self.zscore(slot, window)
+        return np.clip(z, -self.cfg.clip, self.cfg.clip).astype(np.float32)
+
+    def state_dict(self, slots: np.ndarray) -> dict[str, Any]:
+        import torch
+
+        return {
+            "mean": torch.from_numpy(self.mean[slots].copy()),
+            "var": torch.from_numpy(self.var[slots].copy()),
+            "count": torch.from_numpy(self.count[slots].copy()),
+        }
+
+    def load_state_dict(self, state: dict[str, Any], slots: list[int]) -> None:
+        self.ensure(max(slots, default=-1) + 1)
+        for i, s in enumerate(slots):
+            self.mean[s] = state["mean"][i].numpy()
+            self.var[s] = state["var"][i].numpy()
+            self.count[s] = int(state["count"][i])

@@ -1,0 +1,1 @@
+"""Adapters: the only home of kafka-python and prometheus_client imports."""

@@ -1,0 +1,50 @@
+"""The interface every online model implements, and the output it returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass
+class SeqOutput:
+    """What a forward pass returns (all in normalized units).
+
+    ``point_score`` is a non-negative per-point anomaly energy ``(B, W)``: squared error for the
+    autoencoder, Gaussian negative log-likelihood plus a constant for the VAE.
+    """
+
+    recon: torch.Tensor  # (B, W, C)
+    forecast: torch.Tensor  # (B, H, C) continuation of the window
+    point_score: torch.Tensor  # (B, W)
+    forecast_std: torch.Tensor | None = None  # (B, H, C), VAE only
+    kl: torch.Tensor | None = None  # scalar, VAE only
+
+
+class OnlineModel(nn.Module):
+    """Base class: ``forward(x, future) -> (SeqOutput, loss)``; ``loss`` is None without
+    ``future`` being needed by the model (both models train reconstruction alone when no
+    future is given)."""
+
+    horizon: int
+
+    def forward(  # type: ignore[override]
+        self, x: torch.Tensor, future: torch.Tensor | None = None, step: int = 0
+    ) -> tuple[SeqOutput, torch.Tensor]:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def score(self, x: torch.Tensor) -> SeqOutput:
+        """Score windows ``(B, W, C)`` without training; deterministic where possible."""
+        was_training = self.training
+        self.eval()
+        out, _ = self.forward(x)
+        self.train(was_training)
+        return out
+
+    @torch.no_grad()
+    def generate(self, x: torch.Tensor) -> torch.Tensor:
+        """Continue windows ``(B, W, C)`` by ``horizon`` steps: ``(B, H, C)``."""
+        return self.score(x).forecast

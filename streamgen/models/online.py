@@ -1,0 +1,247 @@
+"""Online learner: one model shared by all keys, scored and trained in micro-batches.
+
+* ``score(windows)`` runs one forward pass over every ready window of a batch.
+* ``learn(spans)`` takes ``steps_per_batch`` optimizer steps on at most ``train_batch``
+  examples: the batch's new spans first, topped up from a replay buffer of past spans
+  (reservoir sample), so that the model neither forgets nor overfits the latest batch.
+* A non-finite loss or gradient norm skips the step (counted). After ``max_bad_steps``
+  consecutive bad steps the weights and optimizer roll back to the last good snapshot.
+* ``device: auto`` picks CUDA when available; host→device copies are batched through pinned
+  memory; ``bf16`` enables autocast on CUDA.
+
+Examples
+--------
+>>> import numpy as np
+>>> from streamgen.config import ModelConfig
+>>> lr = OnlineLearner(ModelConfig(hidden=8, latent=4, horizon=2, device="cpu"), 1, 8)
+>>> spans = np.random.default_rng(0).normal(size=(16, 10, 1)).astype("float32")
+>>> stats = lr.learn(spans)
+>>> lr.step, stats["skipped"]
+(1, 0)
+>>> s = lr.score(spans[:, :8])
+>>> s.point_score.shape, s.forecast.shape
+((16, 8), (16, 2, 1))
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from streamgen.config import ModelConfig
+from streamgen.models.base import OnlineModel
+from streamgen.models.registry import build_model
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` → CUDA if available, else CPU; anything else is passed to torch."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+@dataclass
+class ScoreResult:
+    """Numpy views of a scored batch (normalized units)."""
+
+    point_score: np.ndarray  # (B, W)
+    forecast: np.ndarray  # (B, H, C)
+    forecast_std: np.ndarray | None  # (B, H, C)
+
+
+class OnlineLearner:
+    """Owns the model, optimizer, replay buffer and step counter."""
+
+    def __init__(self, cfg: ModelConfig, n_channels: int, window: int) -> None:
+        self.cfg = cfg
+        self.n_channels = n_channels
+        self.window = window
+        self.device = resolve_device(cfg.device)
+        if cfg.cpu_threads and self.device.type == "cpu":
+            torch.set_num_threads(cfg.cpu_threads)
+        torch.manual_seed(cfg.seed)
+        self.rng = np.random.default_rng(cfg.seed)
+        self.model: OnlineModel = build_model(cfg, n_channels).to(self.device)
+        self.optimizer = self._make_optimizer()
+        self.step = 0
+        self.skipped_total = 0
+        self.rollbacks_total = 0
+        self._bad_streak = 0
+        span = window + cfg.horizon
+        self.replay = np.zeros((cfg.replay_size, span, n_channels), dtype=np.float32)
+        self.replay_n = 0  # filled entries
+        self.replay_seen = 0  # spans offered (reservoir sampling)
+        self._good: dict[str, Any] | None = None
+        self._pin = self.device.type == "cuda"
+
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        c = self.cfg
+        params = self.model.parameters()
+        if c.optimizer == "sgd":
+            return torch.optim.SGD(params, lr=c.lr, momentum=0.9, weight_decay=c.weight_decay)
+        if c.optimizer == "adam":
+            return torch.optim.Adam(params, lr=c.lr, weight_decay=c.weight_decay)
+        return torch.optim.AdamW(params, lr=c.lr, weight_decay=c.weight_decay)
+
+    @property
+    def warm(self) -> bool:
+        return self.step >= self.cfg.warmup_steps
+
+    def _to_device(self, arr: np.ndarray) -> torch.Tensor:
+        t = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
+        if self._pin:
+            return t.pin_memory().to(self.device, non_blocking=True)
+        return t.to(self.device)
+
+    def _autocast(self):
+        enabled = self.cfg.bf16 and self.device.type == "cuda"
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
+
+    # -- scoring ---------------------------------------------------------------------------
+    def score(self, windows: np.ndarray) -> ScoreResult:
+        """Score ``(B, W, C)`` normalized windows in one forward pass."""
+        x = self._to_device(windows)
+        with self._autocast():
+            out = self.model.score(x)
+        std = out.forecast_std
+        return ScoreResult(
+            point_score=out.point_score.float().cpu().numpy(),
+            forecast=out.forecast.float().cpu().numpy(),
+            forecast_std=None if std is None else std.float().cpu().numpy(),
+        )
+
+    # -- learning --------------------------------------------------------------------------
+    def _add_replay(self, spans: np.ndarray) -> None:
+        cap = self.cfg.replay_size
+        if cap == 0:
+            return
+        for s in spans:
+            self.replay_seen += 1
+            if self.replay_n < cap:
+                self.replay[self.replay_n] = s
+                self.replay_n += 1
+            else:
+                j = int(self.rng.integers(0, self.replay_seen))
+                if j < cap:
+                    self.replay[j] = s
+
+    def _training_batch(self, spans: np.ndarray) -> np.ndarray:
+        n_max = self.cfg.train_batch
+        n_replay = 0
+        if self.replay_n:
+            n_replay = min(self.replay_n, max(1, int(round(n_max * self.cfg.replay_fraction))))
+        n_new = min(len(spans), n_max - n_replay)
+        if len(spans) > n_new:
+            # Without replacement inside a step; across steps each span is drawn about once.
+            new = spans[self.rng.choice(len(spans), n_new, replace=False)]
+        else:
+            new = spans
+        if n_replay:
+            idx = self.rng.integers(0, self.replay_n, n_max - len(new))
+            return np.concatenate([new, self.replay[idx]])
+        return new
+
+    def learn(self, spans: np.ndarray) -> dict[str, float]:
+        """Train on ``(N, W + H, C)`` normalized spans (input window + continuation target)."""
+        stats = {"loss": float("nan"), "kl": float("nan"), "skipped": 0, "rolled_back": 0}
+        if len(spans) == 0 and self.replay_n == 0:
+            return stats
+        W = self.window
+        if len(spans):
+            # Never train on (or replay) non-finite input; the engine's decoder already
+            # rejects such records, this guards direct callers.
+            spans = spans[np.isfinite(spans).all(axis=(1, 2))]
+        per_step = max(1, int(self.cfg.train_batch * (1.0 - self.cfg.replay_fraction)))
+        n_steps = min(self.cfg.max_steps_per_batch, max(1, -(-len(spans) // per_step)))
+        for _ in range(n_steps):
+            batch = self._training_batch(spans)
+            if len(batch) == 0:
+                break
+            t = self._to_device(batch)
+            self.model.train()
+            with self._autocast():
+                out, loss = self.model(t[:, :W], t[:, W:], step=self.step)
+            self.optimizer.zero_grad(set_to_none=True)
+            ok = bool(torch.isfinite(loss))
+            if ok:
+                loss.backward()
+                gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+                # An exploding (or non-finite) gradient norm is treated like a bad loss.
+                ok = bool(torch.isfinite(gnorm)) and float(gnorm) < 1e6 * self.cfg.grad_clip
+            if not ok:
+                self.optimizer.zero_grad(set_to_none=True)
+                self.skipped_total += 1
+                self._bad_streak += 1
+                stats["skipped"] += 1
+                if self._bad_streak >= self.cfg.max_bad_steps:
+                    self.rollback()
+                    stats["rolled_back"] += 1
+                continue
+            self.optimizer.step()
+            self.step += 1
+            self._bad_streak = 0
+            stats["loss"] = float(loss.detach())
+            if out.kl is not None:
+                stats["kl"] = float(out.kl)
+            if self.step % 100 == 1:
+                self._snapshot()
+        self._add_replay(spans)
+        return stats
+
+    def _snapshot(self) -> None:
+        self._good = {
+            "model": copy.deepcopy(self.model.state_dict()),
+            "optimizer": copy.deepcopy(self.optimizer.state_dict()),
+        }
+
+    def rollback(self) -> None:
+        """Restore the last good weights and optimizer state (or re-initialize)."""
+        if self._good is not None:
+            self.model.load_state_dict(self._good["model"])
+            self.optimizer.load_state_dict(self._good["optimizer"])
+        else:
+            self.model = build_model(self.cfg, self.n_channels).to(self.device)
+            self.optimizer = self._make_optimizer()
+        self._bad_streak = 0
+        self.rollbacks_total += 1
+
+    # -- checkpoints -----------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "model_args": self.cfg.model_dump(),
+            "n_channels": self.n_channels,
+            "window": self.window,
+            "step": self.step,
+            "skipped_total": self.skipped_total,
+            "rollbacks_total": self.rollbacks_total,
+            "replay": torch.from_numpy(self.replay[: self.replay_n].copy()),
+            "replay_seen": self.replay_seen,
+            "rng": self.rng.bit_generator.state,
+            "torch_rng": torch.get_rng_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step = int(state["step"])
+        self.skipped_total = int(state.get("skipped_total", 0))
+        self.rollbacks_total = int(state.get("rollbacks_total", 0))
+        rep = state["replay"].numpy()
+        n = min(len(rep), len(self.replay))
+        self.replay[:n] = rep[:n]
+        self.replay_n = n
+        self.replay_seen = int(state["replay_seen"])
+        if "rng" in state:
+            self.rng.bit_generator.state = state["rng"]
+        if "torch_rng" in state:
+            torch.set_rng_state(state["torch_rng"])
+        self._snapshot()
+
+
+__all__ = ["OnlineLearner", "ScoreResult", "resolve_device"]

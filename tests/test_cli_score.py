@@ -1,0 +1,98 @@
+"""`streamgen score` end to end, as a user runs it (a real subprocess)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+
+def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Mann-Whitney AUC (ties count half); the evaluation package has the full metric set."""
+    pos, neg = scores[labels == 1], scores[labels == 0]
+    return float(((pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :])).mean())
+
+
+SMALL = ["--set", "model.hidden=32", "--set", "model.latent=8"]
+
+
+def _score(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "streamgen", "score", *args], capture_output=True, text=True,
+        timeout=300,
+    )
+
+
+@pytest.mark.parametrize("model", ["sota", "rvae"])
+def test_score_file_one_row_per_input_in_order(stream_file, tmp_path, model):
+    src = stream_file("in.csv", n_keys=3, n_points=1200, seed=7)
+    lines = src.read_text().splitlines()
+    # Inject bad rows: they must keep their place with an empty score and a reason.
+    lines.insert(500, "sensor-0,not-a-time,1.0,0")
+    lines.insert(900, "sensor-1,1700000999,abc,0")
+    src.write_text("\n".join(lines) + "\n")
+    out, cont = tmp_path / "out.csv", tmp_path / "cont.jsonl"
+    res = _score(str(src), "--model", model, "--output", str(out), "--continuations",
+                 str(cont), *SMALL)
+    assert res.returncode == 0, res.stderr
+    with open(src) as fh:
+        inputs = list(csv.DictReader(fh))
+    with open(out) as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == len(inputs)
+    assert [int(r["offset"]) for r in rows] == list(range(len(inputs)))
+    assert rows[499]["score"] == "" and rows[499]["error"].startswith("unparsable time")
+    assert rows[899]["score"] == "" and "non-numeric" in rows[899]["error"]
+    good = [(r, i) for r, i in zip(rows, inputs, strict=True) if not r["error"]]
+    assert all(r["key"] == i["key"] for r, i in good)
+    scores = np.array([float(r["score"]) for r, _ in good])
+    labels = np.array([int(i["is_anomaly"]) for _, i in good])
+    assert np.isfinite(scores).all()
+    assert rows[0]["warm"] == "false"
+    auc = roc_auc(scores, labels)
+    assert auc > 0.6, auc
+    first = json.loads(cont.read_text().splitlines()[0])
+    assert first["horizon"] == 8 and len(first["forecast"]) == 8
+
+
+def test_score_jsonl_and_checkpoint_resume(stream_file, tmp_path):
+    src = stream_file("in.jsonl", n_keys=2, n_points=400, seed=3)
+    lines = src.read_text().splitlines()
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    a.write_text("\n".join(lines[:500]) + "\n")
+    b.write_text("\n".join(lines[500:]) + "\n")
+    ck = tmp_path / "ck.pt"
+    small = [*SMALL, "--set", "batch.max_records=64", "--set", "model.warmup_steps=5"]
+    r1 = _score(str(a), "-o", str(tmp_path / "o1.jsonl"), "--checkpoint-out", str(ck), *small)
+    assert r1.returncode == 0, r1.stderr
+    r2 = _score(str(b), "-o", str(tmp_path / "o2.jsonl"), "--checkpoint-in", str(ck), *small)
+    assert r2.returncode == 0, r2.stderr
+    rows = [json.loads(x) for x in (tmp_path / "o2.jsonl").read_text().splitlines()]
+    assert len(rows) == 300
+    assert rows[0]["warm"] is True  # resumed warm: windows, normalizers and model restored
+    assert rows[0]["step"] > 0
+
+
+@pytest.mark.parametrize(
+    ("args", "field"),
+    [
+        (["--set", "window.length=1"], "window.length"),
+        (["--set", "model.nope=1"], "model.nope"),
+        (["--set", "model.optimizer=lbfgs"], "model.optimizer"),
+    ],
+)
+def test_bad_config_exits_2_naming_the_field(stream_file, tmp_path, args, field):
+    src = stream_file("in.csv", n_keys=1, n_points=10)
+    res = _score(str(src), "-o", str(tmp_path / "o.csv"), *args)
+    assert res.returncode == 2
+    assert res.stderr.strip().count("\n") == 0 and field in res.stderr
+
+
+def test_missing_input_and_bad_output_type_exit_2(tmp_path):
+    assert _score(str(tmp_path / "nope.csv"), "-o", str(tmp_path / "o.csv")).returncode == 2
+    (tmp_path / "in.csv").write_text("timestamp,x\n1,1\n")
+    assert _score(str(tmp_path / "in.csv"), "-o", str(tmp_path / "o.parquet")).returncode == 2
