@@ -14,7 +14,8 @@ from streamgen.errors import CheckpointError, ConfigError, StreamgenError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from streamgen.commands import score
+    from streamgen.commands import score, train
+    from streamgen.evaluation import command as evaluate
 
     parser = argparse.ArgumentParser(
         prog="streamgen",
@@ -23,7 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"streamgen {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for module in (score,):
+    for module in (score, train, evaluate):
         module.register(sub)
     return parser
 

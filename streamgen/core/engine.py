@@ -287,7 +287,12 @@ class Engine:
                 row_idx, rec = records[i]
                 slot = int(rec_slot[i])
                 score = float(raw[j])
-                cal, cal_warm = self.calibrator.observe(slot, score)
+                if model_ok:
+                    cal, cal_warm = self.calibrator.observe(slot, score)
+                else:
+                    # Scores of an untrained model say nothing about the key's normal error
+                    # level: keep them out of the calibrator's statistics.
+                    cal, cal_warm = self.calibrator.calibrate(slot, score), False
                 warm = cal_warm and model_ok
                 anom = bool(warm and cal >= self.threshold)
                 self.last_anom[slot] = anom

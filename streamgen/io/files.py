@@ -15,6 +15,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO
 
+import numpy as np
+
 from streamgen.config import DecodeConfig
 from streamgen.core.decode import Decoder
 from streamgen.core.ports import RawMessage
@@ -93,10 +95,12 @@ class FileSource:
 def _cell(value: object) -> object:
     if value is None:
         return ""
-    if isinstance(value, float):
-        return "" if not math.isfinite(value) else repr(value)
-    if isinstance(value, bool):
+    if isinstance(value, bool | np.bool_):
         return "true" if value else "false"
+    if isinstance(value, float | np.floating):
+        return "" if not math.isfinite(value) else repr(float(value))
+    if isinstance(value, np.integer):
+        return int(value)
     if isinstance(value, list | dict):
         return json.dumps(value)
     return value
@@ -145,6 +149,8 @@ class FileSink:
 
 
 def _json_default(obj: object) -> object:
+    if isinstance(obj, np.bool_):
+        return bool(obj)
     if hasattr(obj, "tolist"):
         return obj.tolist()
     return str(obj)

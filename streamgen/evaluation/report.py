@@ -1,0 +1,264 @@
+"""Evaluation report: ``metrics.json`` and PNG plots written into one directory.
+
+Plots (matplotlib, Agg canvas; matplotlib is imported only when a report is written):
+
+* ``series_<n>_<key>.png``: actual values of a few keys (the score when no actual input is
+  given), labelled anomaly ranges shaded, detected rows marked;
+* ``score_<n>_<key>.png``: the raw anomaly score (robust y-range) and, when present, the
+  calibrated score against the threshold (the engine flags ``calibrated >= threshold``), same
+  shading and marks;
+* ``continuations.png``: a few forecasts against the actual rows and the naive forecasts.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from streamgen.evaluation.detection import segments
+from streamgen.evaluation.forecast import ActualSeries, JoinedForecasts
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+__all__ = ["KeySeries", "jsonable", "write_metrics_json", "write_report"]
+
+FloatArray = NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class KeySeries:
+    """Scored rows of one key, in input order; optional arrays are ``None`` when unknown."""
+
+    key: str
+    ts_ms: NDArray[np.int64]
+    score: FloatArray
+    threshold: FloatArray | None = None
+    calibrated: FloatArray | None = None
+    labels: NDArray[np.bool_] | None = None
+    detections: NDArray[np.bool_] | None = None
+    actual: ActualSeries | None = None
+
+
+def jsonable(obj: Any) -> Any:
+    """Convert to plain JSON types: numpy scalars/arrays to Python, non-finite floats to None.
+
+    Examples
+    --------
+    >>> jsonable({"a": np.float64(1.5), "b": [float("nan"), np.int64(2)], "c": (True,)})
+    {'a': 1.5, 'b': [None, 2], 'c': [True]}
+    """
+    if isinstance(obj, Mapping):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, np.ndarray):
+        return jsonable(obj.tolist())
+    if isinstance(obj, list | tuple):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, bool | np.bool_):
+        return bool(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, float | np.floating):
+        return float(obj) if math.isfinite(obj) else None
+    return obj
+
+
+def write_metrics_json(path: Path, metrics: Mapping[str, Any]) -> Path:
+    """Write ``metrics`` as indented, strict JSON (``nan`` becomes ``null``)."""
+    path.write_text(json.dumps(jsonable(metrics), indent=2, allow_nan=False) + "\n")
+    return path
+
+
+def _safe_name(key: str) -> str:
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", key).strip("._") or "key"
+    return name[:60]
+
+
+def _figure(rows: int, cols: int = 1, height: float = 3.0) -> Figure:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(11, height * rows), layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _dates(ts_ms: NDArray[np.int64]) -> FloatArray:
+    from matplotlib import dates as mdates
+
+    return np.asarray(mdates.date2num(np.asarray(ts_ms, dtype="datetime64[ms]")), dtype=float)
+
+
+def _shade(ax: Axes, x: FloatArray, labels: NDArray[np.bool_] | None) -> None:
+    """Shade labelled segments, half a sampling step wider on each side."""
+    if labels is None or x.size == 0 or not labels.any():
+        return
+    step = float(np.median(np.diff(x))) if x.size > 1 else 0.0
+    for i, (s, e) in enumerate(segments(labels)):
+        ax.axvspan(
+            x[s] - step / 2,
+            x[e - 1] + step / 2,
+            color="tab:orange",
+            alpha=0.25,
+            lw=0,
+            label="labelled anomaly" if i == 0 else None,
+        )
+
+
+def _mark(ax: Axes, x: FloatArray, y: FloatArray, detections: NDArray[np.bool_] | None) -> None:
+    if detections is None or not detections.any():
+        return
+    ax.scatter(x[detections], y[detections], s=14, c="tab:red", zorder=3, label="detected")
+
+
+def _plot_series(path: Path, ks: KeySeries) -> Path:
+    fig = _figure(1)
+    ax = fig.add_subplot()
+    x = _dates(ks.ts_ms)
+    if ks.actual is not None and ks.actual.ts_ms.size:
+        xa = _dates(ks.actual.ts_ms)
+        n_ch = ks.actual.values.shape[1]
+        for c in range(min(n_ch, 4)):
+            ax.plot(xa, ks.actual.values[:, c], lw=0.8, label=f"channel {c}")
+        # detected rows are marked on channel 0 at the nearest actual row
+        if ks.detections is not None and ks.detections.any():
+            idx = np.clip(np.searchsorted(ks.actual.ts_ms, ks.ts_ms[ks.detections]), 0, None)
+            idx = np.minimum(idx, ks.actual.ts_ms.size - 1)
+            ax.scatter(
+                xa[idx], ks.actual.values[idx, 0], s=14, c="tab:red", zorder=3, label="detected"
+            )
+        ax.set_ylabel("value")
+    else:
+        ax.plot(x, ks.score, lw=0.8, label="score")
+        _mark(ax, x, ks.score, ks.detections)
+        ax.set_ylabel("score (no actual input given)")
+    _shade(ax, x, ks.labels)
+    ax.xaxis_date()
+    ax.set_title(f"key {ks.key!r}")
+    ax.legend(loc="upper left", fontsize="small")
+    fig.savefig(path, dpi=100)
+    return path
+
+
+def _robust_ylim(ax: Axes, values: FloatArray, extra: FloatArray | None = None) -> None:
+    """Keep rare huge values (e.g. warm-up scores) from flattening the plot; say so."""
+    v = values[np.isfinite(values)]
+    if v.size < 20:
+        return
+    lo, hi = np.percentile(v, [0.5, 99.5])
+    if extra is not None and np.isfinite(extra).any():
+        lo, hi = min(lo, np.nanmin(extra)), max(hi, np.nanmax(extra))
+    span = max(hi - lo, 1e-12)
+    outside = int(np.sum((v < lo - span) | (v > hi + span)))
+    if outside:
+        ax.set_ylim(lo - 0.1 * span, hi + 0.1 * span)
+        ax.text(
+            0.99, 0.97, f"{outside} points outside the y-range", transform=ax.transAxes,
+            ha="right", va="top", fontsize="small", color="0.3",
+        )  # fmt: skip
+
+
+def _plot_score(path: Path, ks: KeySeries) -> Path:
+    calibrated = ks.calibrated is not None and np.isfinite(ks.calibrated).any()
+    fig = _figure(2 if calibrated else 1)
+    x = _dates(ks.ts_ms)
+    threshold = ks.threshold if ks.threshold is not None else None
+    panels = [("score", ks.score, None if calibrated else threshold)]
+    if calibrated and ks.calibrated is not None:
+        panels.append(("calibrated", ks.calibrated, threshold))
+    for row, (name, values, thr) in enumerate(panels):
+        ax = fig.add_subplot(len(panels), 1, row + 1)
+        ax.plot(x, values, lw=0.8, label=name)
+        if thr is not None and np.isfinite(thr).any():
+            ax.step(x, thr, where="post", lw=1.0, ls="--", c="k", label="threshold")
+        _mark(ax, x, values, ks.detections)
+        _shade(ax, x, ks.labels)
+        _robust_ylim(ax, values, thr)
+        ax.xaxis_date()
+        ax.set_ylabel(name)
+        ax.legend(loc="upper left", fontsize="small")
+    fig.axes[0].set_title(f"anomaly score, key {ks.key!r}")
+    fig.savefig(path, dpi=100)
+    return path
+
+
+def _plot_continuations(
+    path: Path,
+    joined: JoinedForecasts,
+    actuals: Mapping[str, ActualSeries],
+    max_windows: int,
+) -> Path | None:
+    usable = np.flatnonzero(joined.common_mask().any(axis=(1, 2)))
+    if usable.size == 0:
+        return None
+    pick = usable[np.unique(np.linspace(0, usable.size - 1, max_windows).astype(int))]
+    from matplotlib.ticker import MaxNLocator
+
+    fig = _figure(len(pick), height=2.6)
+    horizon = joined.forecast.shape[1]
+    for row, i in enumerate(pick):
+        ax = fig.add_subplot(len(pick), 1, row + 1)
+        series = actuals[joined.keys[i]]
+        a = int(joined.anchor[i])
+        lo = max(0, a - 3 * horizon)
+        hist = series.values[lo : a + 1, 0]
+        ax.plot(np.arange(lo - a, 1), hist, c="0.3", lw=1.0, marker=".", ms=3, label="observed")
+        steps = np.arange(1, horizon + 1)
+        ax.plot(steps, joined.actual[i, :, 0], c="k", lw=1.5, marker=".", label="actual")
+        ax.plot(steps, joined.forecast[i, :, 0], c="tab:blue", lw=1.5, marker=".", label="model")
+        ax.plot(
+            steps, joined.naive["last_value"][i, :, 0], c="tab:gray", ls=":", label="last value"
+        )
+        ax.plot(
+            steps, joined.naive["seasonal_naive"][i, :, 0], c="tab:green", ls="--", label="seasonal"
+        )
+        ax.axvline(0.5, c="0.6", lw=0.8)
+        ts = np.datetime64(int(joined.ts_ms[i]), "ms")
+        ax.set_title(f"key {joined.keys[i]!r}, forecast after {ts} (channel 0)", fontsize="small")
+        ax.set_xlabel("rows after ts")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if row == 0:
+            ax.legend(loc="upper left", fontsize="small", ncol=5)
+    fig.savefig(path, dpi=100)
+    return path
+
+
+def write_report(
+    out_dir: Path,
+    metrics: Mapping[str, Any],
+    series: Sequence[KeySeries] = (),
+    joined: JoinedForecasts | None = None,
+    actuals: Mapping[str, ActualSeries] | None = None,
+    max_keys: int = 3,
+    max_windows: int = 4,
+) -> list[Path]:
+    """Write ``metrics.json`` and the plots into ``out_dir`` (created); return written paths.
+
+    The plotted keys are the ``max_keys`` with the most labelled rows (input order on ties).
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = [write_metrics_json(out_dir / "metrics.json", metrics)]
+
+    def n_labelled(ks: KeySeries) -> int:
+        return 0 if ks.labels is None else int(ks.labels.sum())
+
+    ranked = sorted(range(len(series)), key=lambda i: (-n_labelled(series[i]), i))
+    for n, i in enumerate(ranked[:max_keys]):
+        ks = series[i]
+        stem = f"{n}_{_safe_name(ks.key)}"
+        written.append(_plot_series(out_dir / f"series_{stem}.png", ks))
+        written.append(_plot_score(out_dir / f"score_{stem}.png", ks))
+    if joined is not None and actuals is not None and joined.forecast.shape[0]:
+        path = _plot_continuations(out_dir / "continuations.png", joined, actuals, max_windows)
+        if path is not None:
+            written.append(path)
+    return written

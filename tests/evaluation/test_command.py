@@ -1,0 +1,403 @@
+"""``streamgen evaluate`` end to end on small temporary CSV and JSONL files."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import gzip
+import json
+import math
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from streamgen.evaluation.command import register, run, to_ms
+from streamgen.evaluation.detection import roc_auc
+
+T0 = 1_700_000_000_000  # ms
+N = 80
+PERIOD = 8
+
+
+def iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def make_data():
+    """Two keys, period-8 sine, one labelled burst each; scores from the true residual."""
+    rng = np.random.default_rng(0)
+    out = {}
+    for j, key in enumerate(["alpha", "beta"]):
+        t = np.arange(N)
+        base = np.sin(2 * np.pi * t / PERIOD)
+        y = np.zeros(N, int)
+        y[30 + 10 * j : 36 + 10 * j] = 1
+        x = base + 0.05 * rng.normal(size=N) + 2.0 * y
+        score = np.abs(x - base) + 0.02 * rng.random(N)
+        score[[3, 50]] = np.nan  # dead-lettered rows
+        out[key] = {"ts": T0 + t * 60_000, "x": x, "y": y, "score": score, "base": base}
+    return out
+
+
+def write_csv(path: Path, rows: list[dict]) -> Path:
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    return path
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def score_rows(data, as_json: bool) -> list[dict]:
+    rows = []
+    for key, d in data.items():
+        for i in range(N):
+            s = d["score"][i]
+            dead = bool(np.isnan(s))
+            flagged = bool((not dead) and s > 1.0)
+            rows.append(
+                {
+                    "key": key,
+                    "timestamp": iso(int(d["ts"][i])) if as_json else int(d["ts"][i]),
+                    "score": None if dead else float(s),
+                    "calibrated": None if dead else float(min(s, 1.0)),
+                    "threshold": 1.0,
+                    "is_anomaly": flagged if as_json else str(flagged).lower(),
+                    "warm": (i >= 10) if as_json else str(i >= 10).lower(),
+                    "error": "decode" if dead else None,
+                }
+            )
+    if not as_json:
+        for r in rows:
+            r.update({k: "" for k, v in r.items() if v is None})
+    return rows
+
+
+def label_rows(data, with_key: bool = True, seconds: bool = False) -> list[dict]:
+    rows = []
+    for key, d in data.items():
+        for i in range(N):
+            ts = int(d["ts"][i]) // 1000 if seconds else int(d["ts"][i])
+            row = {"timestamp": ts, "is_anomaly": int(d["y"][i])}
+            if with_key:
+                row["key"] = key
+            rows.append(row)
+    return rows
+
+
+def input_rows(data, as_json: bool) -> list[dict]:
+    rows = []
+    for key, d in data.items():
+        for i in range(N):
+            ts = int(d["ts"][i])
+            if as_json:
+                rows.append({"ts": iso(ts), "key": key, "v": float(d["x"][i]), "host": "h1"})
+            else:
+                rows.append({"timestamp": ts, "key": key, "v": f"{d['x'][i]:.6f}"})
+    return rows
+
+
+def continuation_rows(data, as_json: bool, horizon: int = 4) -> list[dict]:
+    rows = []
+    for key, d in data.items():
+        for i in range(PERIOD, N - horizon, 10):
+            fc = [[float(d["base"][(i + h) % N])] for h in range(1, horizon + 1)]
+            ts = int(d["ts"][i])
+            rows.append(
+                {
+                    "key": key,
+                    "ts": ts,
+                    "horizon": horizon,
+                    "forecast": fc if as_json else json.dumps(fc),
+                }
+            )
+    return rows
+
+
+def invoke(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="streamgen")
+    sub = parser.add_subparsers(dest="command", required=True)
+    register(sub)
+    args = parser.parse_args(["evaluate", *argv])
+    assert args.func is run
+    return run(args)
+
+
+@pytest.fixture
+def csv_files(tmp_path):
+    data = make_data()
+    return data, {
+        "scores": write_csv(tmp_path / "scores.csv", score_rows(data, False)),
+        "labels": write_csv(tmp_path / "labels.csv", label_rows(data)),
+        "actual": write_csv(tmp_path / "input.csv", input_rows(data, False)),
+        "conts": write_csv(tmp_path / "conts.csv", continuation_rows(data, False)),
+    }
+
+
+def expected_roc(data, warm_only: bool = False) -> float:
+    s = np.concatenate([d["score"][10:] if warm_only else d["score"] for d in data.values()])
+    y = np.concatenate([d["y"][10:] if warm_only else d["y"] for d in data.values()])
+    return roc_auc(s, y)
+
+
+def test_csv_end_to_end_json(csv_files, capsys):
+    data, f = csv_files
+    rc = invoke(
+        [
+            "--scores", str(f["scores"]),
+            "--labels", str(f["labels"]),
+            "--continuations", str(f["conts"]),
+            "--actual", str(f["actual"]),
+            "--json",
+        ]
+    )  # fmt: skip
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    det = out["detection"]
+    assert det["n_keys"] == 2
+    assert det["labels"]["join"] == "key+timestamp"
+    assert det["labels"]["n_score_rows_matched"] == 2 * N
+    allrows = det["all"]
+    assert allrows["n_rows"] == 2 * N
+    assert allrows["n_excluded_nonfinite"] == 4
+    assert allrows["n_segments"] == 2
+    assert allrows["model"]["roc_auc"] == pytest.approx(expected_roc(data))
+    assert allrows["model"]["roc_auc"] > allrows["random"]["roc_auc"]["mean"]
+    assert allrows["random_seeds"] == 10
+    assert allrows["model"]["nab_score"] is not None
+    warm = det["warm"]
+    assert warm["n_rows"] == 2 * (N - 10)
+    assert warm["model"]["roc_auc"] == pytest.approx(expected_roc(data, warm_only=True))
+    assert set(det["per_key"]) == {"alpha", "beta"}
+    fc = out["forecast"]
+    assert fc["n_joined"] == len(continuation_rows(data, False))
+    assert fc["periods"] == {"alpha": PERIOD, "beta": PERIOD}
+    # continuations made at warm rows (row >= 10): rows 18, 28, ..., 68 of each key
+    assert fc["warm"]["n_joined"] == 2 * len(range(18, N - 4, 10))
+    # forecasts are the noise-free sine: far better than naive except in labelled bursts
+    assert fc["model"]["mae"] < fc["last_value"]["mae"]
+    assert fc["ratio_mae"] == pytest.approx(
+        fc["model"]["mae"] / min(fc["last_value"]["mae"], fc["seasonal_naive"]["mae"])
+    )
+
+
+def test_jsonl_inputs_iso_timestamps_and_report(tmp_path, capsys):
+    data = make_data()
+    scores = write_jsonl(tmp_path / "scores.jsonl", score_rows(data, True))
+    # labels in epoch seconds, no key column: joined on timestamp for every key
+    labels = write_csv(tmp_path / "labels.csv", label_rows(data, with_key=False, seconds=True))
+    actual = write_jsonl(tmp_path / "input.jsonl", input_rows(data, True))
+    conts = write_jsonl(tmp_path / "conts.jsonl", continuation_rows(data, True))
+    report = tmp_path / "report"
+    rc = invoke(
+        [
+            "--scores", str(scores),
+            "--labels", str(labels),
+            "--continuations", str(conts),
+            "--actual", str(actual),
+            "--report", str(report),
+        ]
+    )  # fmt: skip
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert "roc_auc" in text and "random" in text and "warm rows only" in text
+    assert "ratio model/best naive" in text
+    metrics = json.loads((report / "metrics.json").read_text())  # strict JSON: no NaN
+    assert metrics["detection"]["labels"]["join"] == "timestamp"
+    # both keys share timestamps, so each label row applies to both keys: the union of bursts
+    y_union = np.maximum(data["alpha"]["y"], data["beta"]["y"])
+    s = np.concatenate([data["alpha"]["score"], data["beta"]["score"]])
+    assert metrics["detection"]["all"]["model"]["roc_auc"] == pytest.approx(
+        roc_auc(s, np.concatenate([y_union, y_union]))
+    )
+    pngs = sorted(p.name for p in report.glob("*.png"))
+    assert "continuations.png" in pngs
+    assert sum(n.startswith("series_") for n in pngs) == 2
+    assert sum(n.startswith("score_") for n in pngs) == 2
+    for name in pngs:
+        assert (report / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert metrics["forecast"]["channels"] == 1  # 'host' (text) is not a value column
+
+
+def test_scores_only_report_without_actual(csv_files, tmp_path, capsys):
+    _, f = csv_files
+    report = tmp_path / "r2"
+    rc = invoke(
+        ["--scores", str(f["scores"]), "--labels", str(f["labels"]), "--report", str(report)]
+    )
+    assert rc == 0
+    assert (report / "metrics.json").exists()
+    assert len(list(report.glob("*.png"))) == 4
+    assert json.loads((report / "metrics.json").read_text())["forecast"] is None
+
+
+def test_forecast_only(csv_files, capsys):
+    _, f = csv_files
+    rc = invoke(["--continuations", str(f["conts"]), "--actual", str(f["actual"]), "--json"])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["detection"] is None and out["forecast"]["n_points"] > 0
+
+
+def test_scores_without_optional_columns(tmp_path, capsys):
+    rows = [{"timestamp": T0 + i * 1000, "score": i % 5} for i in range(30)]
+    scores = write_csv(tmp_path / "s.csv", rows)
+    labels = write_csv(tmp_path / "l.csv", [{"timestamp": T0 + 4000, "is_anomaly": 1}])
+    assert invoke(["--scores", str(scores), "--labels", str(labels), "--json"]) == 0
+    det = json.loads(capsys.readouterr().out)["detection"]
+    assert det["warm"] is None
+    assert "nab_score" not in det["all"]["model"]  # no is_anomaly column
+    assert det["labels"]["n_score_rows_matched"] == 1
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--scores", "{scores}"], "--labels is required"),
+        (["--labels", "{labels}"], "--labels needs --scores"),
+        (["--continuations", "{conts}"], "--continuations needs --actual"),
+        ([], "nothing to evaluate"),
+        (["--scores", "{missing}", "--labels", "{labels}"], "cannot read"),
+        (["--scores", "{labels}", "--labels", "{labels}"], "no 'score' column"),
+        (["--scores", "{scores}", "--labels", "{labels}", "--seeds", "1"], "--seeds"),
+        (["--scores", "{scores}", "--labels", "{bad_ts}"], "cannot parse timestamp"),
+        (["--continuations", "{bad_conts}", "--actual", "{actual}"], "channels"),
+    ],
+)
+def test_bad_arguments_exit_2_with_one_line(csv_files, tmp_path, capsys, argv, message):
+    _, f = csv_files
+    bad_ts = write_csv(tmp_path / "bad_ts.csv", [{"timestamp": "yesterday", "is_anomaly": 1}])
+    bad_conts = write_csv(
+        tmp_path / "bad_conts.csv",
+        [{"key": "alpha", "ts": T0, "horizon": 1, "forecast": "[[1.0, 2.0]]"}],
+    )
+    paths = {
+        "scores": f["scores"],
+        "labels": f["labels"],
+        "conts": f["conts"],
+        "actual": f["actual"],
+        "missing": tmp_path / "nope.csv",
+        "bad_ts": bad_ts,
+        "bad_conts": bad_conts,
+    }
+    rc = invoke([a.format(**paths) for a in argv])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("streamgen evaluate: error:")
+    assert message in err
+
+
+def test_to_ms_formats():
+    assert to_ms("2023-11-14T22:13:20Z") == T0
+    assert to_ms("2023-11-14T22:13:20+00:00") == T0
+    assert to_ms("2023-11-14 22:13:20") == T0  # naive: UTC
+    assert to_ms(T0 / 1000) == T0  # seconds
+    assert to_ms(str(T0)) == T0  # ms as text
+    assert to_ms("1700000000.5") == T0 + 500
+    for bad in ("", "nan", None, True):
+        with pytest.raises(ValueError):
+            to_ms(bad)
+    assert not math.isnan(to_ms(0))
+
+
+def test_engine_format_dead_letters_label_column_gz_and_channels(tmp_path, capsys):
+    """Files shaped like the engine's output: SCORE_COLUMNS, ISO ``+00:00`` timestamps,
+    ``ts_ms``, a dead letter without key or time, the carried-through ``label`` column, and
+    continuation rows naming their channels; the input has no key column and is gzipped."""
+    n = 40
+    y = np.zeros(n, int)
+    y[20:24] = 1
+    x = np.sin(np.arange(n) / 3.0) + 3.0 * y
+    scores = []
+    for i in range(n):
+        ms = T0 + i * 1000
+        ts = datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds")
+        s = float(abs(x[i] - np.sin(i / 3.0)))
+        scores.append(
+            {"key": "default", "timestamp": ts, "ts_ms": ms, "score": repr(s),
+             "calibrated": repr(s), "threshold": "1.0", "is_anomaly": str(s > 1).lower(),
+             "warm": "true", "error": "", "model": "sota", "label": int(y[i])}
+        )  # fmt: skip
+    scores.insert(
+        5,
+        {"key": "", "timestamp": "", "ts_ms": "", "score": "", "calibrated": "",
+         "threshold": "1.0", "is_anomaly": "false", "warm": "false",
+         "error": "not valid JSON", "model": "sota", "label": ""},
+    )  # fmt: skip
+    scores[7]["calibrated"] = "np.float64(0.5)"  # as numpy-2 repr() writes it: plots only
+    score_path = write_csv(tmp_path / "out.csv", scores)
+    raw = [
+        {"timestamp": T0 // 1000 + i, "v": f"{x[i]:.6f}", "note": "ok", "extra": 7}
+        for i in range(n)
+    ]
+    raw[30]["v"] = "oops"  # dead-lettered by the decoder: skipped, not an error
+    plain = write_csv(tmp_path / "input.csv", raw)
+    gz = tmp_path / "input.csv.gz"
+    gz.write_bytes(gzip.compress(plain.read_bytes()))
+    conts = [
+        {"key": "default", "ts": "x", "ts_ms": T0 + i * 1000, "horizon": 2,
+         "channels": '["v"]', "forecast": json.dumps([[float(x[i + 1])], [float(x[i + 2])]]),
+         "model": "sota"}
+        for i in range(5, 35, 5)
+    ]  # fmt: skip
+    cont_path = write_csv(tmp_path / "conts.csv", conts)
+    rc = invoke(
+        ["--scores", str(score_path), "--continuations", str(cont_path), "--actual", str(gz),
+         "--json", "--period", "1"]
+    )  # fmt: skip
+    assert rc == 0
+    captured = capsys.readouterr()
+    out = json.loads(captured.out)
+    det = out["detection"]
+    assert det["labels"]["join"] == "label column of --scores"
+    assert "warning: 1 unparsable 'calibrated' cells" in captured.err
+    assert det["all"]["n_rows"] == n + 1 and det["all"]["n_excluded_nonfinite"] == 1
+    assert det["all"]["model"]["roc_auc"] == 1.0
+    assert list(det["per_key"]) == ["default"]  # the key-less dead letter is not a key
+    assert len(det["warnings"]) == 1 and "'calibrated'" in det["warnings"][0]
+    fc = out["forecast"]
+    assert fc["actual_input"]["channels"] == ["v"]  # 'extra' is numeric but not a channel
+    assert fc["actual_input"]["n_rows_skipped"] == 1
+    # forecasts are the exact next values; the one made at row 30 (a skipped row, so it is
+    # anchored on row 29) is compared with rows 31, 32: the rows the model saw next
+    assert fc["n_joined"] == 6
+    assert fc["model"]["mae_by_step"][0] == pytest.approx(0.0, abs=1e-5)
+    # the readable table too
+    assert invoke(["--scores", str(score_path)]) == 0
+    assert "labels: the 'label' column of --scores" in capsys.readouterr().out
+
+
+def test_actual_channels_inferred_like_the_decoder(tmp_path, capsys):
+    from streamgen.evaluation.command import read_actual
+
+    rows = [
+        {"ts": "bad", "key": "k", "a": 1.0},  # undecodable time: skipped, channels not fixed yet
+        {"ts": T0, "key": "k", "a": 1.0, "host": "h", "is_anomaly": 0, "b": 2},
+        {"ts": T0 + 1, "key": "k", "a": 2.0, "host": "h", "is_anomaly": 1, "b": None},
+        {"ts": T0 + 2, "a": 3.0, "b": 4},  # no key: "default"
+    ]
+    actuals, info = read_actual(write_jsonl(tmp_path / "in.jsonl", rows))
+    assert info["channels"] == ["a", "b"]
+    assert info["n_rows_skipped"] == 2  # bad time, missing b
+    assert sorted(actuals) == ["default", "k"]
+    assert actuals["k"].values.tolist() == [[1.0, 2.0]]
+
+
+def test_to_ms_agrees_with_the_pipeline_decoder():
+    decode = pytest.importorskip("streamgen.core.decode")
+    for value in (
+        "2023-11-14T22:13:20.123+00:00",
+        "2023-11-14 22:13:20",
+        "1700000000",
+        1_700_000_000.25,
+        1_700_000_000_123,
+        "1700000000123",
+        "1970-01-01T00:00:00.0005",
+    ):
+        assert to_ms(value) == decode.parse_time_ms(value), value
