@@ -42,7 +42,9 @@ class DecodeConfig(_Frozen):
     label_field: str | None = "is_anomaly"
     max_record_bytes: int = Field(default=1_000_000, ge=64)
     max_channels: int = Field(default=256, ge=1)
-    # Reject event times further than this from the first record seen (0 = no check).
+    # Dead-letter records whose event time is further than this from the newest event time
+    # accepted so far (0 = no check): one record stamped years ahead would otherwise make
+    # every later record of its key "late".
     max_time_skew_ms: int = Field(default=0, ge=0)
 
 

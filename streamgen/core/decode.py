@@ -105,6 +105,7 @@ class Decoder:
     def __init__(self, cfg: DecodeConfig, channels: list[str] | None = None) -> None:
         self.cfg = cfg
         self.channels: list[str] | None = list(cfg.value_fields or channels or []) or None
+        self.max_ts_ms: int | None = None  # newest event time accepted (skew check)
         self._reserved = {cfg.key_field, cfg.time_field, cfg.csv_time_column}
         if cfg.label_field:
             self._reserved.add(cfg.label_field)
@@ -147,17 +148,20 @@ class Decoder:
         if time_name not in fields:
             raise DecodeError(f"missing time field {time_name}")
         ts_ms = parse_time_ms(fields[time_name])
-        if self.channels is None:
-            names = [k for k, v in fields.items() if k not in self._reserved and _is_numeric(v)]
-            if not names:
+        if cfg.max_time_skew_ms and self.max_ts_ms is not None:
+            if abs(ts_ms - self.max_ts_ms) > cfg.max_time_skew_ms:
+                raise DecodeError("time skew: further than max_time_skew_ms from the stream")
+        channels = self.channels
+        if channels is None:
+            channels = [k for k, v in fields.items() if k not in self._reserved and _is_numeric(v)]
+            if not channels:
                 raise DecodeError("no numeric value fields")
-            if len(names) > cfg.max_channels:
-                raise DecodeError(f"{len(names)} value fields exceed max_channels")
-            self.channels = names
-        values = np.empty(len(self.channels), dtype=np.float64)
-        for i, name in enumerate(self.channels):
+            if len(channels) > cfg.max_channels:
+                raise DecodeError(f"{len(channels)} value fields exceed max_channels")
+        values = np.empty(len(channels), dtype=np.float64)
+        for i, name in enumerate(channels):
             if name not in fields:
-                raise DecodeError(f"missing value field {name} (expected {len(self.channels)})")
+                raise DecodeError(f"missing value field {name} (expected {len(channels)})")
             values[i] = _to_float(fields[name], name)
         if abs(values).max() > 1e30:
             raise DecodeError("value magnitude exceeds 1e30")
@@ -169,6 +173,10 @@ class Decoder:
                     label = int(float(raw_label))  # type: ignore[arg-type]
                 except (TypeError, ValueError):
                     raise DecodeError(f"invalid label in field {cfg.label_field}") from None
+        # Only a record that decoded completely may fix the channel names.
+        self.channels = channels
+        if self.max_ts_ms is None or ts_ms > self.max_ts_ms:
+            self.max_ts_ms = ts_ms
         return Record(key=key, ts_ms=ts_ms, values=values, position=msg.position, label=label)
 
 
