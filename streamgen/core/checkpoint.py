@@ -94,6 +94,7 @@ def keys_state(engine: Engine, keys: list[str] | None = None) -> dict[str, Any]:
         "normalizer": norm.state_dict(slots),
         "calibrator": engine.calibrator.state_dict(slots),
         "prev_fc": torch.from_numpy(engine.prev_fc[slots].copy()),
+        "fc_age": torch.from_numpy(engine.fc_age[slots].copy()),
         "has_fc": torch.from_numpy(engine.has_fc[slots].copy()),
         "last_anom": torch.from_numpy(engine.last_anom[slots].copy()),
         "n_windows": torch.from_numpy(engine.n_windows[slots].copy()),
@@ -127,6 +128,7 @@ def load_keys_state(engine: Engine, state: dict[str, Any]) -> None:
     engine.calibrator.load_state_dict(state["calibrator"], slots)
     for i, s in enumerate(slots):
         engine.prev_fc[s] = state["prev_fc"][i].numpy()
+        engine.fc_age[s] = int(state["fc_age"][i])
         engine.has_fc[s] = bool(state["has_fc"][i])
         engine.last_anom[s] = bool(state["last_anom"][i])
         engine.n_windows[s] = int(state["n_windows"][i])

@@ -94,7 +94,10 @@ class Engine:
         self.store: WindowStore | None = None
         self.normalizer: Normalizer | None = None
         self.learner: OnlineLearner | None = None
-        self.prev_fc = np.zeros((0, 1), np.float32)  # (slots, C) raw one-step forecast
+        # Per slot: the continuation (H, C) of the key's last scored window, in raw units, and
+        # how many points arrived since it was made (point i after it uses forecast step i).
+        self.prev_fc = np.zeros((0, 1, 1), np.float32)
+        self.fc_age = np.zeros(0, np.int64)
         self.has_fc = np.zeros(0, bool)
         self.last_anom = np.zeros(0, bool)
         self.n_windows = np.zeros(0, np.int64)
@@ -115,7 +118,7 @@ class Engine:
         self.normalizer = Normalizer(c.normalize, n_channels)
         if self.learner is None:
             self.learner = OnlineLearner(c.model, n_channels, c.window.length)
-        self.prev_fc = np.zeros((0, n_channels), np.float32)
+        self.prev_fc = np.zeros((0, c.model.horizon, n_channels), np.float32)
         self._ensure()
 
     def _ensure(self) -> None:
@@ -125,8 +128,9 @@ class Engine:
         self.calibrator.ensure(n)
         pad = n - len(self.has_fc)
         if pad > 0:
-            C = self.store.n_channels
-            self.prev_fc = np.concatenate([self.prev_fc, np.zeros((pad, C), np.float32)])
+            H, C = self.store.horizon, self.store.n_channels
+            self.prev_fc = np.concatenate([self.prev_fc, np.zeros((pad, H, C), np.float32)])
+            self.fc_age = np.concatenate([self.fc_age, np.zeros(pad, np.int64)])
             self.has_fc = np.concatenate([self.has_fc, np.zeros(pad, bool)])
             self.last_anom = np.concatenate([self.last_anom, np.zeros(pad, bool)])
             self.n_windows = np.concatenate([self.n_windows, np.zeros(pad, np.int64)])
@@ -136,6 +140,7 @@ class Engine:
         self.normalizer.reset(slot)
         self.calibrator.reset(slot)
         self.has_fc[slot] = False
+        self.fc_age[slot] = 0
         self.last_anom[slot] = False
         self.n_windows[slot] = 0
 
@@ -213,51 +218,64 @@ class Engine:
         t0 = time.perf_counter()
         W, H = store.length, store.horizon
         stride = self.cfg.window.stride
-        win_rows: list[int] = []  # index into `records` of each queued window
-        windows: list[np.ndarray] = []
-        fe_list: list[float] = []
-        fallback: dict[int, float] = {}
-        span_cands: list[tuple[int, str, int, np.ndarray]] = []  # (rec idx, key, seq, span)
+        n = len(records)
+        C = store.n_channels
+        # Per-record snapshots, filled in the sequential fold below; the arithmetic on them
+        # is vectorized afterwards (the per-record Python loop is the engine's hot path).
+        rec_slot = np.full(n, -1, np.int64)
+        rec_seq = np.zeros(n, np.int64)  # per-key sequence number within the batch
+        values = np.empty((n, C), np.float64)
+        mean_snap = np.empty((n, C), np.float64)  # key statistics before the point
+        std_snap = np.empty((n, C), np.float64)
+        fc_snap = np.zeros((n, C), np.float32)  # forecast made earlier for this point
+        has_fc = np.zeros(n, bool)
+        win_idx: list[int] = []  # records that end a scored window
+        raw_windows: list[np.ndarray] = []
+        span_idx: list[int] = []
+        raw_spans: list[np.ndarray] = []
+        span_mean: list[np.ndarray] = []
+        span_std: list[np.ndarray] = []
         seq: dict[str, int] = {}
-        rec_slot = np.empty(len(records), np.int64)
-        rec_seq = np.zeros(len(records), np.int64)  # per-key sequence number within the batch
-        stats_snap: list[tuple[np.ndarray, np.ndarray]] = []
+        # Training uses at most budget new spans per batch; sample that many (with margin
+        # for spans dropped by protection) instead of copying a span for every record.
+        mc = self.cfg.model
+        budget = 2 * mc.max_steps_per_batch * max(1, int(mc.train_batch * (1 - mc.replay_fraction)))
+        take_span = learner.rng.random(n) < min(1.0, budget / max(1, n))
         for i, (_, rec) in enumerate(records):
             pos = rec.position
             try:
                 slot, is_new = store.append(rec.key, rec.ts_ms, rec.values)
             except LateRecord:
                 rows[records[i][0]] = self._dead_row(_late(rec), st)
-                rec_slot[i] = -1
                 continue
             if is_new:
                 self._ensure()
                 self._reset_slot(slot)
             self.key_partition[rec.key] = (pos.topic, pos.partition)
             rec_slot[i] = slot
-            std = norm.std(slot)
-            z = norm.zscore(slot, rec.values)
+            values[i] = rec.values
+            mean_snap[i] = norm.mean[slot]
+            std_snap[i] = sd = norm.std(slot)
+            age = self.fc_age[slot] = self.fc_age[slot] + 1
+            if self.has_fc[slot] and age <= H:
+                has_fc[i] = True
+                fc_snap[i] = self.prev_fc[slot, age - 1]
             if store.count[slot] >= W and store.since_emit[slot] >= stride:
                 store.since_emit[slot] = 0
-                windows.append(norm.normalize(slot, store.window(slot)))
-                stats_snap.append((norm.mean[slot].copy(), std))
-                if self.has_fc[slot]:
-                    fe = float(np.mean(((rec.values - self.prev_fc[slot]) / std) ** 2))
-                else:
-                    fe = -1.0
-                fe_list.append(fe)
-                win_rows.append(i)
-            else:
-                fallback[i] = float(np.mean(np.minimum(z * z, 1e6)))
+                raw_windows.append(store.window(slot))
+                win_idx.append(i)
             norm.update(slot, rec.values, frozen=bool(self.last_anom[slot]))
             k = seq.get(rec.key, 0)
             seq[rec.key] = k + 1
             rec_seq[i] = k
-            if store.count[slot] >= W + H and not store.span_flagged(slot):
-                span_cands.append((i, rec.key, k, norm.normalize(slot, store.span(slot))))
-            self.offsets[(pos.topic, pos.partition)] = max(
-                pos.offset, self.offsets.get((pos.topic, pos.partition), -1)
-            )
+            if take_span[i] and store.count[slot] >= W + H and not store.span_flagged(slot):
+                raw_spans.append(store.span(slot))
+                span_idx.append(i)
+                span_mean.append(norm.mean[slot].copy())
+                span_std.append(norm.std(slot))
+            off = self.offsets.get((pos.topic, pos.partition), -1)
+            if pos.offset > off:
+                self.offsets[(pos.topic, pos.partition)] = pos.offset
         for key, _slot, reason in store.drain_evicted():
             self.metrics.keys_evicted(1, reason)
             ev = self.alerter.forget(key, int(store.last_ts.max()))
@@ -265,27 +283,38 @@ class Engine:
                 self.sinks.alerts.add(ev.as_dict())
             self.key_partition.pop(key, None)
         t1 = time.perf_counter()
+        clip = self.cfg.normalize.clip
+        z_point = (values - mean_snap) / std_snap  # (n, C)
+        in_window = np.zeros(n, bool)
+        in_window[win_idx] = True
         # -- one forward pass for every ready window --------------------------------------
         flagged_seq: dict[str, list[int]] = {}
-        if windows:
-            res = learner.score(np.stack(windows))
+        if win_idx:
+            wi = np.asarray(win_idx)
+            m, sd = mean_snap[wi][:, None, :], std_snap[wi][:, None, :]
+            windows = np.clip((np.stack(raw_windows) - m) / sd, -clip, clip).astype(np.float32)
+            res = learner.score(windows)
             ps = res.point_score
             c = self.cfg.model
-            window_score = c.score_last * ps[:, -1] + c.score_window * ps.mean(1)
-            fe_arr = np.asarray(fe_list)
-            fe_arr = np.where(fe_arr < 0, ps[:, -1], fe_arr)
-            raw = window_score + c.score_forecast * fe_arr
+            # Error of the forecast made earlier for this point (same units as point_score:
+            # mean over channels of squared z-error); the newest point's reconstruction
+            # error stands in where no forecast exists yet.
+            fe_z = (values[wi] - fc_snap[wi]) / std_snap[wi]
+            fe = np.where(has_fc[wi], np.mean(np.minimum(fe_z**2, 1e6), axis=1), ps[:, -1])
+            raw = c.score_last * ps[:, -1] + c.score_window * ps.mean(1) + c.score_forecast * fe
             raw = np.nan_to_num(raw, nan=1e6, posinf=1e6)
-            mean_snap = np.stack([m for m, _ in stats_snap])
-            std_snap = np.stack([s for _, s in stats_snap])
-            fc_raw = res.forecast * std_snap[:, None, :] + mean_snap[:, None, :]
-            spread = None if res.forecast_std is None else res.forecast_std * std_snap[:, None, :]
-            cal_list = []
-            st.windows = len(windows)
+            fc_raw = res.forecast * sd + m
+            spread = None if res.forecast_std is None else res.forecast_std * sd
+            st.windows = len(win_idx)
             model_ok = learner.warm
-            for j, i in enumerate(win_rows):
+            cal_list = []
+            for j, i in enumerate(win_idx):
                 row_idx, rec = records[i]
                 slot = int(rec_slot[i])
+                if store.keys[slot] != rec.key:
+                    # The key was evicted later in this batch and its slot reused.
+                    rows[row_idx] = self._row(rec, float(raw[j]), 0.0, False, False)
+                    continue
                 score = float(raw[j])
                 if model_ok:
                     cal, cal_warm = self.calibrator.observe(slot, score)
@@ -295,15 +324,16 @@ class Engine:
                     cal, cal_warm = self.calibrator.calibrate(slot, score), False
                 warm = cal_warm and model_ok
                 anom = bool(warm and cal >= self.threshold)
+                later = int(seq[rec.key] - 1 - rec_seq[i])  # newer points of this key
                 self.last_anom[slot] = anom
-                self.prev_fc[slot] = fc_raw[j, 0]
+                self.prev_fc[slot] = fc_raw[j]
+                self.fc_age[slot] = later
                 self.has_fc[slot] = True
                 self.n_windows[slot] += 1
                 cal_list.append(cal)
                 if anom:
                     st.anomalies += 1
-                    # Points after this one in the same batch sit between it and the head.
-                    store.flag_back(slot, int(seq[rec.key] - 1 - rec_seq[i]))
+                    store.flag_back(slot, later)
                     flagged_seq.setdefault(rec.key, []).append(int(rec_seq[i]))
                 if warm and self.cfg.alerting.enabled:
                     ev = self.alerter.update(rec.key, rec.ts_ms, cal)
@@ -319,21 +349,28 @@ class Engine:
                     self.sinks.continuations.add(self._continuation(rec, fc_raw[j], spread, j))
             self.metrics.scores(c.name, cal_list)
             self.metrics.anomalies(c.name, st.anomalies)
-            valid_fe = fe_arr[np.asarray(fe_list) >= 0]
-            if len(valid_fe):
-                self.metrics.forecast_error(c.name, float(np.sqrt(valid_fe).mean()))
-        for i, score in fallback.items():
-            rows[records[i][0]] = self._row(records[i][1], score, 0.0, False, False)
+            if has_fc[wi].any():
+                err = np.sqrt(np.mean(fe_z[has_fc[wi]] ** 2, axis=1)).mean()
+                self.metrics.forecast_error(c.name, float(err))
+        # Records without a scored window: the point's squared z under the key's statistics.
+        fallback = np.mean(np.minimum(z_point**2, 1e6), axis=1)
+        for i in np.flatnonzero((rec_slot >= 0) & ~in_window):
+            rows[records[i][0]] = self._row(records[i][1], float(fallback[i]), 0.0, False, False)
         t2 = time.perf_counter()
         # -- learn on spans with no flagged point ------------------------------------------
         keep = []
-        for _i, key, k, span in span_cands:
-            fl = flagged_seq.get(key)
-            if fl and any(k - W - H < f <= k for f in fl):
-                continue
-            keep.append(span)
-        if keep or learner.replay_n:
-            stats = learner.learn(np.stack(keep) if keep else np.zeros((0, W + H, 1), np.float32))
+        for j, i in enumerate(span_idx):
+            fl = flagged_seq.get(records[i][1].key)
+            k = rec_seq[i]
+            if not (fl and any(k - W - H < f <= k for f in fl)):
+                keep.append(j)
+        spans = np.zeros((0, W + H, C), np.float32)
+        if keep:
+            m = np.stack(span_mean)[keep][:, None, :]
+            sd = np.stack(span_std)[keep][:, None, :]
+            spans = np.clip((np.stack(raw_spans)[keep] - m) / sd, -clip, clip).astype(np.float32)
+        if len(spans) or learner.replay_n:
+            stats = learner.learn(spans)
             st.loss = stats["loss"]
             kl = stats["kl"]
             self.metrics.train_step(
