@@ -85,7 +85,8 @@ def _to_float(value: object, name: str) -> float:
     return v
 
 
-def _is_numeric(value: object) -> bool:
+def is_numeric(value: object) -> bool:
+    """Whether a field value counts as a numeric channel when channels are inferred."""
     if isinstance(value, bool):
         return False
     if isinstance(value, int | float):
@@ -153,7 +154,7 @@ class Decoder:
                 raise DecodeError("time skew: further than max_time_skew_ms from the stream")
         channels = self.channels
         if channels is None:
-            channels = [k for k, v in fields.items() if k not in self._reserved and _is_numeric(v)]
+            channels = [k for k, v in fields.items() if k not in self._reserved and is_numeric(v)]
             if not channels:
                 raise DecodeError("no numeric value fields")
             if len(channels) > cfg.max_channels:

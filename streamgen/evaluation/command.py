@@ -31,6 +31,7 @@ from typing import Any, TextIO
 import numpy as np
 from numpy.typing import NDArray
 
+from streamgen.core.decode import is_numeric as _is_numeric
 from streamgen.errors import ConfigError
 from streamgen.evaluation.detection import average_precision, evaluate_detection, roc_auc
 from streamgen.evaluation.forecast import (
@@ -145,20 +146,6 @@ def _number_or_nan(value: object, limit: float = _MAX_ABS_VALUE) -> float:
     except (TypeError, ValueError):
         return float("nan")
     return x if math.isfinite(x) and abs(x) <= limit else float("nan")
-
-
-def _is_numeric(value: object) -> bool:
-    if isinstance(value, bool):
-        return False
-    if isinstance(value, int | float):
-        return True
-    if isinstance(value, str):
-        try:
-            float(value)
-        except ValueError:
-            return False
-        return True
-    return False
 
 
 def _is_jsonl(path: Path, head: str) -> bool:
