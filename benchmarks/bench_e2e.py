@@ -1,0 +1,307 @@
+"""End to end: broker → ``streamgen run`` → broker, against raw kafka-python on the same broker.
+
+Three measurements in one run, on one broker (a local Tansu by default):
+
+1. **raw**: how fast a plain kafka-python group consumer reads ``--records`` records
+   (:func:`benchmarks.bench_kafka_raw.raw_consume_rate`): the ceiling of any consumer here.
+2. **throughput**: ``--records`` records are produced first (a backlog); ``streamgen run`` then
+   consumes them, scores them and writes score rows back; the rate is measured from the first
+   score row read back to the last (group join and start-up excluded).
+3. **latency**: for each ``--rates`` value, a producer offers that many records/s for
+   ``--seconds`` to a fresh topic; latency is the time from a record's production (its ``ts``
+   field, wall clock) to its score row being readable on the scores topic. A rate above the
+   service's capacity makes the lag, and so the latency, grow for as long as the run lasts:
+   those rows are reported as such (with the share of records scored by the end of the drain).
+
+The service runs as a subprocess (``python -m streamgen run``), as in production; producer and
+readers run in this process. Prints a table, and one JSON line with ``--json``.
+
+Usage::
+
+    python benchmarks/bench_e2e.py                       # local Tansu, default pipeline model
+    python benchmarks/bench_e2e.py --rates 1000,5000 --seconds 30 --set model.hidden=32
+    python benchmarks/bench_e2e.py --bootstrap kafka:9092 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as a script: make `streamgen` and `benchmarks` importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+import yaml  # noqa: E402
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition  # noqa: E402
+
+from benchmarks.bench_kafka_raw import raw_consume_rate  # noqa: E402
+from streamgen.io.broker import TEST_GROUP_CONFIG, LocalBroker, create_topic  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+KEYS = 100
+
+
+def _value(seq: int, rng: random.Random, ts: float) -> bytes:
+    # A sine per key plus noise: something the model can learn, like a sensor.
+    key = seq % KEYS
+    x = np.sin(2 * np.pi * (seq // KEYS) / (20 + key % 17)) + rng.gauss(0.0, 0.1)
+    return json.dumps({"ts": round(ts, 3), "key": f"sensor-{key}", "x0": round(float(x), 5)},
+                      separators=(",", ":")).encode()
+
+
+def produce(bootstrap: str, topic: str, n: int, rate: float | None = None,
+            seconds: float | None = None) -> int:
+    """Produce keyed records (``ts`` = wall time at send); paced when ``rate`` is given."""
+    rng = random.Random(0)
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5,
+                             batch_size=256 * 1024)
+    keys = [f"sensor-{i}".encode() for i in range(KEYS)]
+    t0 = time.monotonic()
+    sent = 0
+    try:
+        for seq in range(n):
+            if rate is not None:
+                due = t0 + seq / rate
+                if seconds is not None and due - t0 >= seconds:
+                    break
+                delay = due - time.monotonic()
+                if delay > 0.002:
+                    time.sleep(delay)
+            producer.send(topic, key=keys[seq % KEYS], value=_value(seq, rng, time.time()))
+            sent += 1
+        producer.flush(timeout=300)
+    finally:
+        producer.close(timeout=10)
+    return sent
+
+
+class ScoreReader(threading.Thread):
+    """Reads the scores topic from the start; notes when each row became readable."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        super().__init__(daemon=True)
+        self.bootstrap, self.topic = bootstrap, topic
+        self.arrivals: list[tuple[float, float | None]] = []  # (read at, event ts s)
+        self.stop_event = threading.Event()
+        self.seen: set[tuple[int, int]] = set()
+
+    def run(self) -> None:
+        consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None,
+                                 enable_auto_commit=False, auto_offset_reset="earliest",
+                                 fetch_max_wait_ms=10)
+        try:
+            tps: list[TopicPartition] = []
+            while not tps and not self.stop_event.is_set():
+                tps = [TopicPartition(self.topic, p)
+                       for p in (consumer.partitions_for_topic(self.topic) or ())]
+                time.sleep(0.05)
+            consumer.assign(tps)
+            consumer.seek_to_beginning(*tps)
+            while not self.stop_event.is_set():
+                batch = consumer.poll(timeout_ms=50, max_records=10_000)
+                now = time.time()
+                for records in batch.values():
+                    for r in records:
+                        row = json.loads(r.value)
+                        pos = (row["partition"], row["offset"])
+                        if pos in self.seen:
+                            continue  # a duplicate: latency counts the first arrival
+                        self.seen.add(pos)
+                        ts = row.get("ts_ms")
+                        self.arrivals.append((now, None if ts is None else ts / 1000.0))
+        finally:
+            consumer.close()
+
+    def count(self) -> int:
+        return len(self.arrivals)
+
+    def count_since(self, t0: float) -> int:
+        return sum(1 for _, ts in list(self.arrivals) if ts is not None and ts >= t0)
+
+
+def start_service(bootstrap: str, topic: str, scores: str, workdir: Path,
+                  overrides: list[str]) -> subprocess.Popen[bytes]:
+    pipeline = {
+        "kafka": {"bootstrap_servers": bootstrap, "topics": [topic],
+                  "group_id": f"bench-e2e-{uuid.uuid4().hex[:8]}", "scores_topic": scores,
+                  "continuations_topic": None, "alerts_topic": None,
+                  "dead_letter_topic": None},
+        "checkpoint": {"dir": str(workdir / "ckpt"), "interval_seconds": 10},
+        "metrics": {"enabled": False},
+        "decode": {"label_field": None},
+    }
+    path = workdir / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(pipeline))
+    cmd = [sys.executable, "-m", "streamgen", "run", str(path), "--log-level", "warning"]
+    for k, v in TEST_GROUP_CONFIG.items():
+        cmd += ["--kafka-option", f"{k}={v}"]
+    for o in overrides:
+        cmd += ["--set", o]
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    log = open(workdir / "service.log", "wb")
+    return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+
+
+def stop_service(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+
+
+def bench_throughput(bootstrap: str, n: int, workdir: Path, overrides: list[str],
+                     timeout_s: float) -> dict[str, Any]:
+    topic, scores = f"e2e-in-{uuid.uuid4().hex[:8]}", f"e2e-scores-{uuid.uuid4().hex[:8]}"
+    create_topic(bootstrap, topic, 3)
+    create_topic(bootstrap, scores, 3)
+    produce(bootstrap, topic, n)
+    reader = ScoreReader(bootstrap, scores)
+    reader.start()
+    proc = start_service(bootstrap, topic, scores, workdir, overrides)
+    deadline = time.monotonic() + timeout_s
+    try:
+        while reader.count() < n and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.1)
+    finally:
+        stop_service(proc)
+        reader.stop_event.set()
+        reader.join(10)
+    got = reader.count()
+    times = [t for t, _ in reader.arrivals]
+    span = times[-1] - times[0] if len(times) > 1 else float("nan")
+    return {"records": n, "scored": got, "rate": (got - 1) / span if span > 0 else float("nan")}
+
+
+def bench_latency(bootstrap: str, rate: float, seconds: float, workdir: Path,
+                  overrides: list[str], drain_s: float) -> dict[str, Any]:
+    topic, scores = f"lat-in-{uuid.uuid4().hex[:8]}", f"lat-scores-{uuid.uuid4().hex[:8]}"
+    create_topic(bootstrap, topic, 3)
+    create_topic(bootstrap, scores, 3)
+    reader = ScoreReader(bootstrap, scores)
+    reader.start()
+    proc = start_service(bootstrap, topic, scores, workdir, overrides)
+    try:
+        # Offer load only once the service scores: produce a trickle until the first row.
+        warm_deadline = time.monotonic() + 120
+        while reader.count() == 0 and time.monotonic() < warm_deadline:
+            produce(bootstrap, topic, KEYS)
+            time.sleep(0.5)
+        time.sleep(1.0)  # let the warm-up trickle drain
+        t0 = time.time()
+        sent = produce(bootstrap, topic, int(rate * seconds) + 1, rate=rate, seconds=seconds)
+        offered_s = time.time() - t0
+        deadline = time.monotonic() + drain_s
+        while time.monotonic() < deadline:
+            if reader.count_since(t0) >= sent:
+                break
+            time.sleep(0.25)
+        drained_at = time.time()
+    finally:
+        stop_service(proc)
+        reader.stop_event.set()
+        reader.join(10)
+    measured = [(t, ts) for t, ts in reader.arrivals if ts is not None and ts >= t0]
+    lat = np.array([t - ts for t, ts in measured])
+    scored = len(measured)
+    row: dict[str, Any] = {
+        "offered_rate": rate, "seconds": seconds, "sent": sent,
+        "achieved_offered_rate": sent / offered_s if offered_s > 0 else float("nan"),
+        "scored": scored, "scored_fraction": scored / sent if sent else float("nan"),
+        "p50_ms": float(np.percentile(lat, 50) * 1000) if scored else float("nan"),
+        "p99_ms": float(np.percentile(lat, 99) * 1000) if scored else float("nan"),
+        "max_ms": float(lat.max() * 1000) if scored else float("nan"),
+        "drain_s": round(drained_at - (t0 + offered_s), 1),
+    }
+    if scored:
+        times = sorted(t for t, _ in measured)
+        row["score_rate"] = (scored - 1) / max(times[-1] - times[0], 1e-9)
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--bootstrap", help="existing broker (default: start a local Tansu)")
+    p.add_argument("--records", type=int, default=20_000, help="backlog size for throughput")
+    p.add_argument("--rates", default="1000,5000", help="offered loads, records/s")
+    p.add_argument("--seconds", type=float, default=30.0, help="duration of each offered load")
+    p.add_argument("--drain-seconds", type=float, default=60.0,
+                   help="wait this long after the load for the last scores")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="pipeline override for the service (repeatable)")
+    p.add_argument("--json", action="store_true", help="also print one line of JSON")
+    args = p.parse_args(argv)
+    rates = [float(r) for r in args.rates.split(",") if r.strip()]
+
+    broker = None
+    if args.bootstrap:
+        bootstrap, broker_name = args.bootstrap, "external"
+    else:
+        broker = LocalBroker().start()
+        bootstrap, broker_name = broker.bootstrap, "tansu-memory"
+    result: dict[str, Any] = {"benchmark": "e2e", "broker": broker_name,
+                              "overrides": args.overrides}
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp:
+            raw_topic = f"raw-{uuid.uuid4().hex[:8]}"
+            create_topic(bootstrap, raw_topic, 3)
+            produce(bootstrap, raw_topic, args.records)
+            result["raw_consume_rate"] = raw_consume_rate(bootstrap, raw_topic, args.records)
+            (Path(tmp) / "t").mkdir()
+            result["throughput"] = bench_throughput(
+                bootstrap, args.records, Path(tmp) / "t", args.overrides, timeout_s=600)
+            result["latency"] = []
+            for i, rate in enumerate(rates):
+                work = Path(tmp) / f"l{i}"
+                work.mkdir(parents=True, exist_ok=True)
+                result["latency"].append(bench_latency(
+                    bootstrap, rate, args.seconds, work, args.overrides, args.drain_seconds))
+    finally:
+        if broker is not None:
+            broker.close()
+    _table(result)
+    if args.json:
+        print(json.dumps(result), flush=True)
+    return 0
+
+
+def _table(r: dict[str, Any]) -> None:
+    raw, tp = r["raw_consume_rate"], r["throughput"]
+    print(f"broker: {r['broker']}   service overrides: {r['overrides'] or 'none'}")
+    print(f"{'measurement':<44}{'records/s':>12}{'vs raw':>9}")
+    print(f"{'raw kafka-python consume (group)':<44}{raw:>12,.0f}{'1.00':>9}")
+    print(f"{'streamgen broker→score→broker (backlog)':<44}{tp['rate']:>12,.0f}"
+          f"{tp['rate'] / raw:>9.3f}   ({tp['scored']:,}/{tp['records']:,} scored)")
+    print()
+    print(f"{'offered/s':>10}{'sent':>9}{'scored':>9}{'scored/s':>10}{'p50 ms':>10}{'p99 ms':>10}"
+          f"{'max ms':>10}  note")
+    for row in r["latency"]:
+        rate = row.get("score_rate", float("nan"))
+        kept_up = row["scored_fraction"] >= 0.999 and row["drain_s"] <= 5
+        if kept_up:
+            note = "kept up"
+        else:
+            note = (f"did not keep up: scored at {rate:,.0f}/s, backlog drained "
+                    f"{row['drain_s']:.0f} s after the load ended"
+                    if row["scored_fraction"] >= 0.999 else
+                    f"did not keep up: {100 * row['scored_fraction']:.0f}% scored within the "
+                    "drain (latencies of the scored ones only)")
+        print(f"{row['offered_rate']:>10,.0f}{row['sent']:>9,}{row['scored']:>9,}"
+              f"{row.get('score_rate', float('nan')):>10,.0f}{row['p50_ms']:>10,.0f}"
+              f"{row['p99_ms']:>10,.0f}{row['max_ms']:>10,.0f}  {note}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

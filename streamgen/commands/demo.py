@@ -1,0 +1,397 @@
+"""``streamgen demo``: the whole product on one machine, no Kafka installation needed.
+
+Starts a local Kafka-protocol broker (Tansu, in memory), produces a synthetic multi-key sensor
+stream with injected anomalies (and a few malformed records) at ``--rate`` records/s, runs the
+consumer service in-process with its metrics endpoint, prints progress and alerts as they
+fire, stops after ``--seconds``, prints a summary and writes a report (``summary.json``,
+``scores.jsonl``, ``alerts.jsonl``) to ``--report``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from streamgen.config import PipelineConfig, apply_overrides, build_config, load_pipeline
+from streamgen.core.engine import iso_ms
+
+# The built-in demo pipeline; pipelines/demo.yaml is a commented copy (a test keeps them equal).
+DEMO_PIPELINE: dict[str, Any] = {
+    "name": "demo",
+    "kafka": {
+        "topics": ["demo.sensors"], "group_id": "streamgen-demo", "client_id": "streamgen-demo",
+        "auto_offset_reset": "earliest", "scores_topic": "demo.scores",
+        "continuations_topic": "demo.continuations", "alerts_topic": "demo.alerts",
+        "dead_letter_topic": "demo.dlq",
+    },
+    "model": {"name": "sota", "hidden": 32, "latent": 8, "horizon": 8,
+              "max_steps_per_batch": 2, "train_batch": 64, "warmup_steps": 20,
+              "device": "auto"},
+    "calibrate": {"threshold": 3.5},
+    "window": {"length": 32},
+    "batch": {"max_records": 1024, "max_wait_ms": 200},
+    "alerting": {"min_count": 2, "within": 5, "resolve_after": 10},
+    "checkpoint": {"interval_seconds": 5},
+    "metrics": {"host": "127.0.0.1"},
+}
+# Group settings valid on Apache Kafka and Tansu alike; Tansu holds a join for half the
+# session timeout, so the default 45 s would delay the first record by 22 s.
+DEMO_GROUP_OPTIONS = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000}
+# A flagged point inside an injected segment, or this many points after it, detects it
+# (the score of a point looks back one window; a flatline or drift shows a little late).
+DETECT_TOLERANCE_POINTS = 8
+MALFORMED_EVERY = 200
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("demo", help="local broker + synthetic stream + consumer + report")
+    p.add_argument("--seconds", type=float, default=60.0, help="how long to stream (60)")
+    p.add_argument("--keys", type=int, default=8, help="number of sensors (8)")
+    p.add_argument("--rate", type=float, default=400.0, help="records per second (400)")
+    p.add_argument("--metrics-port", type=int, default=9108,
+                   help="port of /metrics /healthz /readyz (9108; 0 = any free port)")
+    p.add_argument("--report", default="streamgen-demo-report", metavar="DIR",
+                   help="report directory (./streamgen-demo-report)")
+    p.add_argument("--model", choices=["sota", "rvae"], default=None,
+                   help="model (default: the demo pipeline's, sota)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the synthetic stream")
+    p.add_argument("--pipeline", metavar="FILE", help="pipeline YAML instead of the built-in")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a pipeline setting (repeatable)")
+    p.set_defaults(func=run)
+
+
+def demo_config(args: argparse.Namespace, bootstrap: str, ckpt_dir: str,
+                metrics_port: int) -> PipelineConfig:
+    cfg = load_pipeline(args.pipeline) if args.pipeline else build_config(DEMO_PIPELINE)
+    forced = [
+        f"kafka.bootstrap_servers={bootstrap}", f"checkpoint.dir={ckpt_dir}",
+        f"metrics.port={metrics_port}",
+    ]
+    if args.model:
+        forced.append(f"model.name={args.model}")
+    return apply_overrides(cfg, forced + list(args.overrides))
+
+
+# -- what the demo watches ----------------------------------------------------------------------
+
+
+class _Collector:
+    """Tee sink for score rows: writes scores.jsonl and keeps what the summary needs."""
+
+    def __init__(self, path: Path) -> None:
+        self.fh = open(path, "w", encoding="utf-8")
+        self.rows: dict[tuple[str, int, int], tuple[str, int, bool, bool]] = {}
+        self.lock = threading.Lock()
+
+    def add(self, row: Mapping[str, Any]) -> None:
+        from streamgen.io.kafka import encode_row
+
+        self.fh.write(encode_row(row).decode() + "\n")
+        pos = (str(row.get("topic")), int(row.get("partition") or 0), int(row.get("offset") or 0))
+        with self.lock:  # keep the last row of an offset (a rewind re-emits rows)
+            self.rows[pos] = (str(row.get("key")), int(row.get("label") or 0),
+                              bool(row.get("is_anomaly")), row.get("error") is not None)
+
+    def flush(self) -> None:
+        self.fh.flush()
+
+    def close(self) -> None:
+        self.fh.close()
+
+
+class _AlertPrinter:
+    """Tee sink for alert rows: prints each as it fires or resolves, keeps them for the report."""
+
+    def __init__(self, path: Path, out: Any) -> None:
+        self.fh = open(path, "w", encoding="utf-8")
+        self.out = out
+        self.fired = 0
+        self.resolved = 0
+
+    def add(self, row: Mapping[str, Any]) -> None:
+        self.fh.write(json.dumps(dict(row), default=str) + "\n")
+        start = iso_ms(int(row["start_ms"]))[11:23] if row.get("start_ms") is not None else "?"
+        if row.get("state") == "firing":
+            self.fired += 1
+            print(f"  ALERT firing   {row['key']:<12} since {start}  peak {row['peak']:.1f}",
+                  file=self.out, flush=True)
+        else:
+            self.resolved += 1
+            print(f"  alert resolved {row['key']:<12} since {start}  {row['count']} anomalous "
+                  f"points, peak {row['peak']:.1f}", file=self.out, flush=True)
+
+    def flush(self) -> None:
+        self.fh.flush()
+
+    def close(self) -> None:
+        self.fh.close()
+
+
+class _Producer(threading.Thread):
+    """Emits the synthetic stream at ``rate`` records/s with event time = wall time."""
+
+    def __init__(self, bootstrap: str, topic: str, keys: int, rate: float, seconds: float,
+                 seed: int) -> None:
+        super().__init__(name="demo-producer", daemon=True)
+        from streamgen.synthetic import make_stream
+
+        n_points = max(200, math.ceil(seconds * rate / keys))
+        # About one anomaly per 250 points per key, none in the first third (warm-up).
+        self.rows = make_stream(
+            n_keys=keys, n_points=n_points, seed=seed,
+            anomalies_per_key=max(1, n_points // 250), warmup_points=min(300, n_points // 3),
+        )
+        self.bootstrap, self.topic, self.rate, self.seconds = bootstrap, topic, rate, seconds
+        self.sent = 0
+        self.malformed = 0
+        self.error: BaseException | None = None
+        self.done = threading.Event()
+        self._stop = threading.Event()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _bad(self, i: int, key: str) -> bytes:
+        now = round(time.time(), 3)
+        kinds = [
+            b"{not json",
+            json.dumps({"key": key, "x0": 1.0}).encode(),                # missing time
+            json.dumps({"key": key, "ts": now, "x0": "n/a"}).encode(),   # non-numeric
+            b'{"key": "%s", "ts": %.3f, "x0": Infinity}' % (key.encode(), now),  # non-finite
+        ]
+        return kinds[i % len(kinds)]
+
+    def run(self) -> None:
+        from kafka import KafkaProducer
+
+        try:
+            producer = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all", linger_ms=5)
+        except Exception as exc:  # noqa: BLE001 - reported by the main thread
+            self.error = exc
+            self.done.set()
+            return
+        try:
+            t0 = time.monotonic()
+            for i, row in enumerate(self.rows):
+                if self._stop.is_set() or time.monotonic() - t0 >= self.seconds:
+                    break
+                due = t0 + i / self.rate
+                delay = due - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                key = str(row["key"])
+                value = dict(row)
+                value["ts"] = round(time.time(), 3)
+                producer.send(self.topic, key=key.encode(), value=json.dumps(value).encode())
+                self.sent += 1
+                if i % MALFORMED_EVERY == MALFORMED_EVERY - 1:
+                    producer.send(self.topic, key=key.encode(), value=self._bad(self.malformed, key))
+                    self.malformed += 1
+            producer.flush(timeout=30)
+        except Exception as exc:  # noqa: BLE001
+            self.error = exc
+        finally:
+            producer.close(timeout=5)
+            self.done.set()
+
+
+# -- the command ---------------------------------------------------------------------------------
+
+
+def run(args: argparse.Namespace) -> int:
+    import logging
+
+    from streamgen.core.engine import Sinks
+    from streamgen.errors import ConfigError
+    from streamgen.io.broker import LocalBroker, create_topic
+    from streamgen.io.metrics import PrometheusMetrics
+    from streamgen.service import Service, setup_logging
+
+    if args.seconds <= 0 or args.rate <= 0 or args.keys < 1:
+        raise ConfigError("--seconds, --rate and --keys must be positive")
+    out = sys.stdout
+    report = Path(args.report)
+    report.mkdir(parents=True, exist_ok=True)
+    setup_logging("warning")
+    logging.getLogger("kafka").setLevel(logging.CRITICAL)  # the demo owns its broker
+    port = args.metrics_port
+    if port and not _port_free(port):
+        print(f"port {port} is busy; serving metrics on a free port instead", file=out)
+        port = 0
+    with tempfile.TemporaryDirectory(prefix="streamgen-demo-") as ckpt, LocalBroker() as broker:
+        cfg = demo_config(args, broker.bootstrap, ckpt, port)
+        k = cfg.kafka
+        for topic in [*k.topics, k.scores_topic, k.continuations_topic, k.alerts_topic,
+                      k.dead_letter_topic]:
+            if topic:
+                create_topic(broker.bootstrap, topic, 3)
+        collector = _Collector(report / "scores.jsonl")
+        alerts = _AlertPrinter(report / "alerts.jsonl", out)
+        metrics = PrometheusMetrics()
+        service = Service(cfg, metrics=metrics, kafka_options=DEMO_GROUP_OPTIONS,
+                          tee=Sinks(scores=collector, alerts=alerts))
+        result: dict[str, int] = {}
+        svc_thread = threading.Thread(
+            target=lambda: result.setdefault("rc", service.run()), name="streamgen-service",
+            daemon=True,
+        )
+        producer = _Producer(broker.bootstrap, k.topics[0], args.keys, args.rate, args.seconds,
+                             args.seed)
+        print(f"streamgen demo: broker {broker.bootstrap} (Tansu, in memory), {args.keys} "
+              f"sensors at {args.rate:g} records/s for {args.seconds:g} s, model "
+              f"{cfg.model.name}", file=out, flush=True)
+        svc_thread.start()
+        deadline = time.monotonic() + 30
+        while (service.metrics_server is None and service.source is None
+               and svc_thread.is_alive() and time.monotonic() < deadline):
+            time.sleep(0.05)
+        metrics_url = None
+        if service.metrics_server is not None:
+            metrics_url = service.metrics_server.url
+            print(f"metrics: {metrics_url}/metrics  (/healthz /readyz)", file=out, flush=True)
+        # Stream only once the consumer owns its partitions, so that every second of the
+        # demo is consumed live (a group join takes a few seconds).
+        print("waiting for the consumer to join its group ...", file=out, flush=True)
+        while not service.stats.assigned and svc_thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        producer.start()
+        t0 = time.monotonic()
+        try:
+            _watch(service, producer, svc_thread, t0, out)
+        except KeyboardInterrupt:
+            print("interrupted; stopping", file=out, flush=True)
+        producer.stop()
+        producer.done.wait(35)
+        _drain(service, producer, svc_thread, out)
+        service.stop()
+        svc_thread.join(60)
+        wall = time.monotonic() - t0
+        collector.close()
+        alerts.close()
+        summary = _summary(args, cfg, service, producer, collector, alerts, wall)
+        summary["metrics_url"] = metrics_url
+    (report / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    _print_summary(summary, report, out)
+    if producer.error is not None:
+        print(f"producer failed: {producer.error!r}", file=out)
+        return 1
+    return int(result.get("rc", 1))
+
+
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _status(service: Any, producer: _Producer, t0: float) -> str:
+    s = service.stats
+    elapsed = time.monotonic() - t0
+    span = (s.last_record_s or 0) - (s.first_record_s or 0)
+    rate = s.records / span if span > 1 else 0.0
+    lag = "?" if s.lag is None else f"{s.lag:,}"
+    return (f"[{elapsed:5.0f}s] produced {producer.sent + producer.malformed:,}  scored "
+            f"{s.records:,} ({rate:,.0f}/s)  lag {lag}  dead {s.dead_letters}  anomalies "
+            f"{s.anomalies}  alerts firing {s.alerts_firing}")
+
+
+def _watch(service: Any, producer: _Producer, svc: threading.Thread, t0: float,
+           out: Any) -> None:
+    period = 1.0 if out.isatty() else 2.0
+    next_line = t0 + period
+    while not producer.done.is_set() and svc.is_alive():
+        time.sleep(0.1)
+        if time.monotonic() >= next_line:
+            print(_status(service, producer, t0), file=out, flush=True)
+            next_line += period
+
+
+def _drain(service: Any, producer: _Producer, svc: threading.Thread, out: Any) -> None:
+    """Let the consumer catch up with what was produced (at most 20 s)."""
+    target = producer.sent + producer.malformed
+    deadline = time.monotonic() + 20
+    while service.stats.records < target and svc.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if service.stats.records < target:
+        print(f"consumer is {target - service.stats.records:,} records behind; stopping anyway",
+              file=out, flush=True)
+
+
+def _summary(args: argparse.Namespace, cfg: PipelineConfig, service: Any, producer: _Producer,
+             collector: _Collector, alerts: _AlertPrinter, wall: float) -> dict[str, Any]:
+    # Per key in offset order (a key lives in one partition): segments of label 1.
+    by_key: dict[str, list[tuple[int, int, bool]]] = defaultdict(list)
+    dead = flagged = 0
+    for (_t, part, off), (key, label, anom, err) in collector.rows.items():
+        if err:
+            dead += 1
+            continue
+        flagged += anom
+        by_key[key].append((part * 10**12 + off, label, anom))
+    segments = detected = false_points = 0
+    for rows in by_key.values():
+        rows.sort()
+        i = 0
+        while i < len(rows):
+            if not rows[i][1]:
+                false_points += rows[i][2]
+                i += 1
+                continue
+            j = i
+            while j < len(rows) and rows[j][1]:
+                j += 1
+            segments += 1
+            if any(r[2] for r in rows[i:j + DETECT_TOLERANCE_POINTS]):
+                detected += 1
+            i = j
+    s = service.stats
+    span = (s.last_record_s or 0) - (s.first_record_s or 0)
+    return {
+        "seconds": args.seconds, "keys": args.keys, "target_rate": args.rate,
+        "model": cfg.model.name, "records_produced": producer.sent,
+        "malformed_produced": producer.malformed, "records_scored": len(collector.rows),
+        "dead_letters": dead, "anomalies_flagged": flagged,
+        "flagged_outside_segments": false_points, "injected_segments": segments,
+        "segments_detected": detected, "detection_rule": (
+            f"a flagged point inside the segment or within {DETECT_TOLERANCE_POINTS} points "
+            "after it"),
+        "alerts_fired": alerts.fired, "alerts_resolved": alerts.resolved,
+        "throughput_records_per_s": round(s.records / span, 1) if span > 0 else None,
+        "checkpoints": s.checkpoints, "wall_seconds": round(wall, 1),
+    }
+
+
+def _print_summary(s: Mapping[str, Any], report: Path, out: Any) -> None:
+    seg = s["injected_segments"]
+    pct = f" ({100 * s['segments_detected'] / seg:.0f}%)" if seg else ""
+    tput = s["throughput_records_per_s"]
+    lines = [
+        "",
+        "summary",
+        f"  records       {s['records_produced']:,} produced + {s['malformed_produced']} "
+        f"malformed; {s['records_scored']:,} scored, {s['dead_letters']} dead letters",
+        f"  anomalies     {s['anomalies_flagged']} points flagged "
+        f"({s['flagged_outside_segments']} outside injected segments)",
+        f"  segments      {s['segments_detected']} of {seg} injected anomaly segments "
+        f"detected{pct}",
+        f"  alerts        {s['alerts_fired']} fired, {s['alerts_resolved']} resolved",
+        f"  throughput    {tput:,.0f} records/s consumed (offered {s['target_rate']:g}/s)"
+        if tput else "  throughput    n/a",
+        f"  report        {report}/summary.json, scores.jsonl, alerts.jsonl",
+    ]
+    print("\n".join(lines), file=out, flush=True)
