@@ -354,8 +354,8 @@ class Engine:
                 self.metrics.forecast_error(c.name, float(err))
         # Records without a scored window: the point's squared z under the key's statistics.
         fallback = np.mean(np.minimum(z_point**2, 1e6), axis=1)
-        for i in np.flatnonzero((rec_slot >= 0) & ~in_window):
-            rows[records[i][0]] = self._row(records[i][1], float(fallback[i]), 0.0, False, False)
+        for r in np.flatnonzero((rec_slot >= 0) & ~in_window).tolist():
+            rows[records[r][0]] = self._row(records[r][1], float(fallback[r]), 0.0, False, False)
         t2 = time.perf_counter()
         # -- learn on spans with no flagged point ------------------------------------------
         keep = []
