@@ -1,0 +1,195 @@
+"""The three backfill tables: ``scores.csv``, ``imputed.csv`` and ``synthetic.csv``.
+
+Column contracts are in :mod:`streamgen.batch.backfill`. Each writer returns its numbers for
+the report.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from streamgen.batch.checkpoint import BatchModel
+from streamgen.batch.dataset import KeyScaler, KeySeries, WindowSet, train_cut
+from streamgen.batch.history import History, PartialRow
+from streamgen.batch.impute import build_grid, impute_points
+from streamgen.batch.scoring import robust_z, roc_auc, sanitize, score_points
+from streamgen.core.engine import iso_ms
+from streamgen.io.files import FileSink
+from streamgen.records import Record
+
+SCORE_COLUMNS = [
+    "row", "key", "timestamp", "score", "calibrated", "threshold", "is_anomaly", "warm", "error",
+]  # fmt: skip
+
+
+@dataclass
+class ScoreTable:
+    """Per input row: raw and calibrated score (NaN for dead letters), flag and warm."""
+
+    score: np.ndarray
+    calibrated: np.ndarray
+    flagged: np.ndarray
+    warm: np.ndarray
+    threshold: float
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def compute_scores(
+    hist: History,
+    series: list[KeySeries],
+    scaler: KeyScaler,
+    model: BatchModel,
+    length: int,
+    device: torch.device,
+    threshold: float,
+    train_fraction: float,
+) -> ScoreTable:
+    """Score every decodable row and calibrate per key on its training span."""
+    n = len(hist.outcomes)
+    score, cal = np.full(n, np.nan), np.full(n, np.nan)
+    warm = np.zeros(n, dtype=bool)
+    replaced = 0
+    for k, s in enumerate(series):
+        raw, bad = sanitize(score_points(model, scaler.transform(k, s.values), length, device))
+        replaced += bad
+        score[s.rows] = raw
+        cal[s.rows] = robust_z(raw, raw[: train_cut(len(s), train_fraction)])
+        warm[s.rows] = np.arange(len(s)) >= length - 1
+    ok = np.isfinite(score)
+    flagged = ok & (np.nan_to_num(cal, nan=-np.inf) > threshold)
+    summary: dict[str, Any] = {
+        "scored_rows": int(ok.sum()),
+        "error_rows": int((~ok).sum()),
+        "threshold": threshold,
+        "anomalies": int(flagged.sum()),
+        "nonfinite_scores_replaced": replaced,
+    }
+    labels = np.array(
+        [o.label if isinstance(o, Record) and o.label is not None else -1 for o in hist.outcomes]
+    )
+    has = ok & (labels >= 0)
+    if has.any():
+        lab, pred = labels[has], flagged[has]
+        tp = int((pred & (lab == 1)).sum())
+        summary["labels"] = {
+            "labelled_rows": int(has.sum()),
+            "positives": int((lab == 1).sum()),
+            "roc_auc": roc_auc(score[has], lab),
+            "precision": tp / max(int(pred.sum()), 1),
+            "recall": tp / max(int((lab == 1).sum()), 1),
+        }
+    return ScoreTable(score, cal, flagged, warm, threshold, summary)
+
+
+def write_scores(path: Path, hist: History, table: ScoreTable) -> None:
+    """One row per input row, in input order; dead letters keep their place with a reason."""
+    sink = FileSink(path, SCORE_COLUMNS)
+    for i, o in enumerate(hist.outcomes):
+        key, ts = hist.key_and_time(i)
+        row: dict[str, object] = {
+            "row": i,
+            "key": key,
+            "timestamp": None if ts is None else iso_ms(ts),
+        }
+        if np.isfinite(table.score[i]):
+            row |= {
+                "score": float(table.score[i]),
+                "calibrated": float(table.calibrated[i]),
+                "threshold": table.threshold,
+                "is_anomaly": bool(table.flagged[i]),
+                "warm": bool(table.warm[i]),
+                "error": "",
+            }
+        else:
+            row["error"] = o.reason if not isinstance(o, Record) else "not scored"
+        sink.add(row)
+    sink.flush()
+    sink.close()
+
+
+def write_imputed(
+    path: Path,
+    hist: History,
+    series: list[KeySeries],
+    scaler: KeyScaler,
+    model: BatchModel,
+    length: int,
+    device: torch.device,
+    max_gap_points: int,
+) -> dict[str, Any]:
+    """Every key on its time grid, gaps and missing values filled by the model."""
+    n_ch = len(hist.channels)
+    partial: dict[str, list[PartialRow]] = {}
+    for p in hist.partial.values():
+        partial.setdefault(p.key, []).append(p)
+    sink = FileSink(path, ["key", "timestamp", *hist.channels, "imputed", "row"])
+    filled_points = inserted = long_gaps = 0
+    for k, s in enumerate(series):
+        parts = partial.get(s.key, [])
+        grid = build_grid(
+            s.key,
+            np.concatenate([s.ts_ms, np.array([p.ts_ms for p in parts], dtype=np.int64)]),
+            np.concatenate([s.values, np.array([p.values for p in parts]).reshape(-1, n_ch)]),
+            np.concatenate([s.rows, np.array([p.row for p in parts], dtype=np.int64)]),
+            max_gap_points,
+        )
+        z = (grid.values - scaler.mean[k]) / scaler.std[k]
+        filled = scaler.inverse(k, impute_points(model, z, length, device))
+        missing = ~np.isfinite(grid.values).all(axis=1)
+        filled_points += int(missing.sum())
+        inserted += int((grid.source_row < 0).sum())
+        long_gaps += grid.long_gaps
+        for i in range(len(grid.ts_ms)):
+            row: dict[str, object] = {"key": s.key, "timestamp": iso_ms(int(grid.ts_ms[i]))}
+            row |= {c: float(filled[i, j]) for j, c in enumerate(hist.channels)}
+            src = int(grid.source_row[i])
+            row |= {"imputed": int(missing[i]), "row": src if src >= 0 else None}
+            sink.add(row)
+    sink.flush()
+    sink.close()
+    known = {s.key for s in series}
+    return {
+        "filled_points": filled_points,
+        "inserted_timestamps": inserted,
+        "rows_with_missing_values": len(hist.partial),
+        "gaps_too_long": long_gaps,
+        "keys_without_history": sorted(set(partial) - known),
+    }
+
+
+def write_synthetic(
+    path: Path,
+    channels: list[str],
+    windows: WindowSet,
+    scaler: KeyScaler,
+    model: BatchModel,
+    length: int,
+    n: int,
+    seed: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sample ``n`` windows, write them in raw units; return (real sample, synthetic)."""
+    gen = torch.Generator().manual_seed(seed)
+    synth_z = model.sample(n, length, generator=gen).double().cpu().numpy()  # (n, W, C)
+    rng = np.random.default_rng(seed)
+    key_of = windows.key_index
+    pick = rng.choice(key_of, size=n) if len(key_of) else np.zeros(n, dtype=np.int64)
+    synth = np.array([scaler.inverse(int(pick[w]), synth_z[w]) for w in range(n)])
+    synth = synth.reshape(n, length, len(channels))
+    sink = FileSink(path, ["window", "key", "step", *channels])
+    for w in range(n):
+        for t in range(length):
+            row: dict[str, object] = {"window": w, "key": scaler.keys[int(pick[w])], "step": t}
+            row |= {c: float(synth[w, t, j]) for j, c in enumerate(channels)}
+            sink.add(row)
+    sink.flush()
+    sink.close()
+    real = np.zeros((0, length, synth.shape[2]))
+    if len(key_of):
+        idx = rng.choice(len(key_of), size=min(n, len(key_of)), replace=False)
+        real = np.stack([scaler.inverse(int(key_of[i]), windows.x[i]) for i in idx])
+    return real, synth
