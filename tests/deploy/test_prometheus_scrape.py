@@ -23,44 +23,7 @@ pytestmark = pytest.mark.prometheus
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "deploy" / "prometheus" / "rules" / "streamgen.rules.yml"
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
-DEADLINE_SECONDS = 30.0
-
-# TODO: switch to streamgen demo (`streamgen demo --seconds N --metrics-port PORT`) once the CLI
-# has it; until then this stand-in serves PrometheusMetrics through MetricsServer and drives
-# the hooks the way the engine does (records, scores, anomalies, alert events, training).
-TARGET_SCRIPT = r"""
-import sys, time
-from streamgen.io.metrics import MetricsServer, PrometheusMetrics
-
-m = PrometheusMetrics()
-server = MetricsServer.for_metrics(m, "127.0.0.1", 0, ready=lambda: True).start()
-print(server.port, flush=True)
-end = time.monotonic() + float(sys.argv[1])
-step = 0
-while time.monotonic() < end:
-    step += 1
-    m.healthy(True)
-    m.records_in(64, "kafka")
-    m.batch(64, 60)
-    for stage, sec in (("decode", 0.001), ("window", 0.002), ("score", 0.01), ("learn", 0.03)):
-        m.stage_latency(stage, sec)
-    m.end_to_end_latency([0.05] * 60)
-    m.consumer_lag("sensors", 0, 10)
-    m.last_event_timestamp(time.time())
-    m.train_step("sota", loss=0.4, kl=None, skipped=False)
-    m.scores("sota", [0.5] * 58 + [6.0, 7.5])
-    m.anomalies("sota", 2)
-    if step == 1:
-        m.alert_event("firing")
-        m.alert_event("firing")
-    m.alerts_firing(2)
-    m.records_out(64, "scores")
-    m.keys_tracked(16)
-    m.checkpoint(0.05, time.time(), ok=True)
-    time.sleep(0.2)
-server.stop()
-"""
-
+DEADLINE_SECONDS = 60.0
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -100,22 +63,29 @@ def wait_for(what: str, check: Callable[[], Any], deadline: float) -> Any:
 
 
 @pytest.fixture
-def target() -> Iterator[int]:
+def target(tmp_path: Path) -> Iterator[int]:
+    """A real streamgen process: `streamgen demo` (embedded broker, synthetic stream with
+    injected anomalies, the consumer) serving its metrics on a free loopback port."""
+    port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    log = (tmp_path / "demo.log").open("w")
     proc = subprocess.Popen(
-        [sys.executable, "-c", TARGET_SCRIPT, str(DEADLINE_SECONDS + 20)],
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-        env=env,
+        [sys.executable, "-m", "streamgen", "demo", "--seconds", str(int(DEADLINE_SECONDS) + 60),
+         "--metrics-port", str(port), "--report", str(tmp_path / "report"),
+         "--set", "model.hidden=32"],
+        stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path, env=env,
     )
+
+    def serving() -> bool:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
+            return resp.status == 200
+
     try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert line.strip().isdigit(), f"target did not start (rc={proc.poll()})"
-        yield int(line)
+        wait_for("streamgen demo metrics endpoint", serving, time.monotonic() + 60)
+        yield port
     finally:
         stop(proc)
+        log.close()
 
 
 @pytest.fixture
