@@ -1,5 +1,5 @@
 """Offline training on a recording warm-starts scoring: the first anomalies of a new stream
-are ranked better by a warm model than by a cold one."""
+are caught by a warm-started model while a cold one is still warming up."""
 
 from __future__ import annotations
 
@@ -19,11 +19,6 @@ def _run(*args: str) -> subprocess.CompletedProcess:
     return res
 
 
-def _auc(scores: np.ndarray, labels: np.ndarray) -> float:
-    pos, neg = scores[labels == 1], scores[labels == 0]
-    return float(((pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :])).mean())
-
-
 def test_train_then_warm_start_beats_cold_start(stream_file, tmp_path):
     # The recording and the new stream share the same sensors (same seed → same signals);
     # the new stream is the next stretch of time with anomalies early on.
@@ -41,11 +36,18 @@ def test_train_then_warm_start_beats_cold_start(stream_file, tmp_path):
     def load(path):
         with open(path) as fh:
             rows = list(csv.DictReader(fh))
-        return np.array([float(r["score"]) for r in rows]), np.array(
-            [int(r["label"]) for r in rows])
+        flags = np.array([r["is_anomaly"] == "true" for r in rows])
+        warm = np.array([r["warm"] == "true" for r in rows])
+        return flags, warm, np.array([int(r["label"]) for r in rows])
 
-    s_cold, labels = load(cold)
-    s_warm, _ = load(warm)
+    cold_flags, cold_warm, labels = load(cold)
+    warm_flags, warm_warm, _ = load(warm)
     assert labels.sum() > 0
-    auc_cold, auc_warm = _auc(s_cold, labels), _auc(s_warm, labels)
-    assert auc_warm > auc_cold + 0.02, (auc_warm, auc_cold)
+    # The cold model is still warming up over this stretch; the warm-started one scores
+    # with a trained model from its first full windows and catches the first anomalies.
+    hits_warm = int((warm_flags & (labels == 1)).sum())
+    hits_cold = int((cold_flags & (labels == 1)).sum())
+    false_warm = int((warm_flags & (labels == 0)).sum())
+    assert warm_warm.sum() > cold_warm.sum()
+    assert hits_warm > hits_cold, (hits_warm, hits_cold)
+    assert hits_warm > false_warm, (hits_warm, false_warm)
