@@ -15,7 +15,7 @@ from streamgen.errors import CheckpointError, ConfigError, StreamgenError
 
 def build_parser() -> argparse.ArgumentParser:
     from streamgen.batch import command as batch
-    from streamgen.commands import demo, record, replay, run, score, train
+    from streamgen.commands import bench, demo, record, replay, run, score, train
     from streamgen.evaluation import command as evaluate
 
     parser = argparse.ArgumentParser(
@@ -25,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"streamgen {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for module in (score, train, evaluate, run, demo, record, replay, batch):
+    for module in (score, train, evaluate, run, demo, record, replay, batch, bench):
         module.register(sub)
     return parser
 

@@ -329,8 +329,6 @@ class Service:
             return
         try:
             checkpoint.load_model_state(self.engine, state)
-        except CheckpointError:
-            raise
         except Exception as exc:  # shape mismatch between checkpoint and pipeline
             raise CheckpointError(f"{source}: does not fit this pipeline's model: {exc}") from exc
         assert self.engine.learner is not None

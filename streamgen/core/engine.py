@@ -296,6 +296,21 @@ class Engine:
             res = learner.score(windows)
             ps = res.point_score
             c = self.cfg.model
+            fc_raw = res.forecast * sd + m
+            # [models: in-batch forecasts] A window's key may have an earlier window in this
+            # same batch: its continuation (same pass, same weights, made without seeing this
+            # point, so still prequential) is the freshest forecast for this point. Without
+            # it only the first H points of each key in a batch had a forecast at all.
+            kid: dict[str, int] = {}  # keys, not slots: a slot can change hands mid-batch
+            w_key = np.array([kid.setdefault(records[i][1].key, len(kid)) for i in win_idx])
+            w_seq = rec_seq[wi]
+            order = np.lexsort((w_seq, w_key))
+            same = w_key[order[1:]] == w_key[order[:-1]]
+            cur, prev = order[1:][same], order[:-1][same]
+            age = w_seq[cur] - w_seq[prev]
+            near = age <= H
+            fc_snap[wi[cur[near]]] = fc_raw[prev[near], age[near] - 1]
+            has_fc[wi[cur[near]]] = True
             # Error of the forecast made earlier for this point (same units as point_score:
             # mean over channels of squared z-error); the newest point's reconstruction
             # error stands in where no forecast exists yet.
@@ -303,7 +318,6 @@ class Engine:
             fe = np.where(has_fc[wi], np.mean(np.minimum(fe_z**2, 1e6), axis=1), ps[:, -1])
             raw = c.score_last * ps[:, -1] + c.score_window * ps.mean(1) + c.score_forecast * fe
             raw = np.nan_to_num(raw, nan=1e6, posinf=1e6)
-            fc_raw = res.forecast * sd + m
             spread = None if res.forecast_std is None else res.forecast_std * sd
             st.windows = len(win_idx)
             model_ok = learner.warm

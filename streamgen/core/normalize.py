@@ -21,15 +21,24 @@ Examples
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
 from streamgen.config import NormalizeConfig
 
+# Up to this many channels, a point is folded in with Python floats, above with numpy.
+_SCALAR_CHANNELS = 8
+
 
 class Normalizer:
-    """Per-slot EW mean/variance; ``normalize`` maps raw windows to clipped z-units."""
+    """Per-slot EW mean/variance; ``normalize`` maps raw windows to clipped z-units.
+
+    The standard deviation is kept next to the variance (``sd``) and refreshed on update:
+    the engine reads it for every record, and recomputing a square root per read was a
+    visible share of its per-record loop.
+    """
 
     min_points = 8
 
@@ -39,46 +48,79 @@ class Normalizer:
         self.alpha = 1.0 - 0.5 ** (1.0 / cfg.half_life)
         self.mean = np.zeros((0, n_channels))
         self.var = np.zeros((0, n_channels))
+        self.sd = np.zeros((0, n_channels))
         self.count = np.zeros(0, dtype=np.int64)
+        self._min_var = cfg.min_std**2
 
     def ensure(self, n_slots: int) -> None:
         """Grow arrays to at least ``n_slots`` slots."""
         pad = n_slots - len(self.count)
         if pad > 0:
-            self.mean = np.concatenate([self.mean, np.zeros((pad, self.n_channels))])
-            self.var = np.concatenate([self.var, np.zeros((pad, self.n_channels))])
+            C = self.n_channels
+            self.mean = np.concatenate([self.mean, np.zeros((pad, C))])
+            self.var = np.concatenate([self.var, np.zeros((pad, C))])
+            self.sd = np.concatenate([self.sd, np.full((pad, C), self.cfg.min_std)])
             self.count = np.concatenate([self.count, np.zeros(pad, np.int64)])
 
     def reset(self, slot: int) -> None:
         self.mean[slot] = 0.0
         self.var[slot] = 0.0
+        self.sd[slot] = self.cfg.min_std
         self.count[slot] = 0
 
     def std(self, slot: int) -> np.ndarray:
-        return np.sqrt(np.maximum(self.var[slot], self.cfg.min_std**2))
+        """The slot's standard deviation per channel (a copy: safe to keep as a snapshot)."""
+        return self.sd[slot].copy()
 
     def zscore(self, slot: int, x: np.ndarray) -> np.ndarray:
         """z of raw values ``x`` (``(..., C)``) under the slot's current statistics."""
         if self.count[slot] == 0:
             return np.zeros_like(x)
-        return (x - self.mean[slot]) / self.std(slot)
+        return (x - self.mean[slot]) / self.sd[slot]
 
     def update(self, slot: int, x: np.ndarray, frozen: bool = False) -> bool:
         """Fold a point into the statistics unless it is an outlier; True if folded."""
-        n = self.count[slot]
-        if n >= self.min_points:
-            if frozen or np.abs(self.zscore(slot, x)).max() > self.cfg.freeze_z:
-                return False
-        if n == 0:
-            self.mean[slot] = x
-            self.var[slot] = 0.0
+        n = int(self.count[slot])
+        if self.n_channels <= _SCALAR_CHANNELS:
+            folded = self._update_scalar(slot, x.tolist(), n, frozen)
         else:
-            # Plain averaging while young (alpha too small to forget the start), EW after.
-            a = max(self.alpha, 1.0 / (n + 1))
-            d = x - self.mean[slot]
-            self.mean[slot] += a * d
-            self.var[slot] = (1.0 - a) * (self.var[slot] + a * d * d)
-        self.count[slot] = n + 1
+            folded = self._update_vector(slot, x, n, frozen)
+        if folded:
+            self.count[slot] = n + 1
+        return folded
+
+    def _update_scalar(self, slot: int, xs: list[float], n: int, frozen: bool) -> bool:
+        # Python floats: for a few channels, a dozen numpy calls on 1-element arrays cost
+        # ~6x more than the arithmetic itself, once per record.
+        mean, var, sd = self.mean, self.var, self.sd
+        ms = mean[slot].tolist()
+        if n >= self.min_points:
+            if frozen:
+                return False
+            fz = self.cfg.freeze_z
+            for xi, mi, si in zip(xs, ms, sd[slot].tolist(), strict=True):
+                if abs(xi - mi) > fz * si:
+                    return False
+        # Plain averaging while young (alpha too small to forget the start), EW after.
+        a = max(self.alpha, 1.0 / (n + 1)) if n else 1.0
+        for c, (xi, mi, vi) in enumerate(zip(xs, ms, var[slot].tolist(), strict=True)):
+            d = xi - mi
+            v = (1.0 - a) * (vi + a * d * d)
+            mean[slot, c] = mi + a * d
+            var[slot, c] = v
+            sd[slot, c] = math.sqrt(max(v, self._min_var))
+        return True
+
+    def _update_vector(self, slot: int, x: np.ndarray, n: int, frozen: bool) -> bool:
+        mean = self.mean[slot]  # a view: updated in place
+        if n >= self.min_points:
+            if frozen or (np.abs(x - mean) > self.cfg.freeze_z * self.sd[slot]).any():
+                return False
+        a = max(self.alpha, 1.0 / (n + 1)) if n else 1.0
+        d = x - mean
+        mean += a * d
+        self.var[slot] = (1.0 - a) * (self.var[slot] + a * d * d)
+        self.sd[slot] = np.sqrt(np.maximum(self.var[slot], self._min_var))
         return True
 
     def normalize(self, slot: int, window: np.ndarray) -> np.ndarray:
@@ -100,4 +142,5 @@ class Normalizer:
         for i, s in enumerate(slots):
             self.mean[s] = state["mean"][i].numpy()
             self.var[s] = state["var"][i].numpy()
+            self.sd[s] = np.sqrt(np.maximum(self.var[s], self._min_var))
             self.count[s] = int(state["count"][i])

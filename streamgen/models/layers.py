@@ -1,4 +1,22 @@
-"""Building blocks shared by the sequence models."""
+"""Building blocks shared by the online window models.
+
+Both online models look at a whole window at once: an MLP over the flattened window is
+~60x faster than a GRU over its steps on one CPU thread (0.7 ms vs 58 ms to score 1024
+windows of 32 points, hidden 64, in our measurements) and, on the benchmark suite
+(``streamgen bench``), more accurate once paired with a linear forecast head and decoded
+from the bottleneck alone. Scoring every point of every key with a GRU made the model, not
+the engine, the bottleneck of the stream.
+
+Examples
+--------
+>>> import torch
+>>> enc = WindowEncoder(n_channels=2, window=16, hidden=32, layers=1)
+>>> tuple(enc(torch.randn(4, 16, 2)).shape)
+(4, 32)
+>>> lin = LinearForecast(window=16, horizon=3)
+>>> tuple(lin(torch.randn(4, 16, 2)).shape)
+(4, 3, 2)
+"""
 
 from __future__ import annotations
 
@@ -6,64 +24,84 @@ import torch
 from torch import nn
 
 
-class GRUEncoder(nn.Module):
-    """GRU over a window; returns the last layer's final hidden state ``(B, hidden)``."""
-
-    def __init__(self, n_channels: int, hidden: int, layers: int, dropout: float) -> None:
-        super().__init__()
-        self.gru = nn.GRU(
-            n_channels, hidden, num_layers=layers, batch_first=True,
-            dropout=dropout if layers > 1 else 0.0,
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _, h = self.gru(x)  # h: (layers, B, hidden)
-        return h[-1]
+def _act() -> nn.Module:
+    # The tanh approximation of GELU: same curve to ~1e-3, half the cost of the exact (erf)
+    # one, which was a sixth of a training step on one CPU thread.
+    return nn.GELU(approximate="tanh")
 
 
-class TeacherForcedDecoder(nn.Module):
-    """Recurrent decoder conditioned on a latent code.
+def mlp(n_in: int, hidden: int, layers: int, n_out: int, dropout: float = 0.0) -> nn.Sequential:
+    """``layers`` hidden layers of width ``hidden`` (GELU, then dropout if > 0), then a
+    linear output layer."""
+    mods: list[nn.Module] = []
+    for i in range(layers):
+        mods += [nn.Linear(n_in if i == 0 else hidden, hidden), _act()]
+        if dropout > 0:
+            mods.append(nn.Dropout(dropout))
+    mods.append(nn.Linear(hidden if layers else n_in, n_out))
+    return nn.Sequential(*mods)
 
-    Over the window it is teacher-forced: step ``t`` sees the true ``x[t-1]`` and the latent
-    ``z`` and emits the parameters for ``x[t]``. After the window it continues on its own,
-    feeding back its mean prediction, for ``horizon`` steps. ``n_params`` outputs per channel:
-    1 (mean) for the autoencoder, 2 (mean, log-variance) for the VAE.
-    """
+
+class WindowEncoder(nn.Module):
+    """MLP over a flattened ``(B, W, C)`` window; returns features ``(B, hidden)``."""
 
     def __init__(
-        self, n_channels: int, latent: int, hidden: int, layers: int, dropout: float,
-        n_params: int,
+        self, n_channels: int, window: int, hidden: int, layers: int, dropout: float = 0.0
     ) -> None:
         super().__init__()
-        self.n_channels = n_channels
-        self.n_params = n_params
-        self.init = nn.Linear(latent, hidden * layers)
-        self.gru = nn.GRU(
-            n_channels + latent, hidden, num_layers=layers, batch_first=True,
-            dropout=dropout if layers > 1 else 0.0,
-        )
-        self.out = nn.Linear(hidden, n_channels * n_params)
-        self.layers = layers
-        self.hidden = hidden
+        self.net = mlp(window * n_channels, hidden, max(0, layers - 1), hidden, dropout)
+        self.act = _act()
 
-    def forward(
-        self, x: torch.Tensor, z: torch.Tensor, horizon: int
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        B, W, C = x.shape
-        h0 = torch.tanh(self.init(z)).view(B, self.layers, self.hidden).transpose(0, 1)
-        h0 = h0.contiguous()
-        prev = torch.cat([torch.zeros_like(x[:, :1]), x[:, :-1]], dim=1)  # (B, W, C)
-        zs = z.unsqueeze(1).expand(B, W, z.shape[-1])
-        y, h = self.gru(torch.cat([prev, zs], dim=-1), h0)  # (B, W, hidden)
-        recon = self.out(y).view(B, W, C, self.n_params)
-        # Continuation: first input is the last observed point, then own mean predictions.
-        steps = []
-        inp = x[:, -1:]
-        z1 = z.unsqueeze(1)
-        for _ in range(horizon):
-            y1, h = self.gru(torch.cat([inp, z1], dim=-1), h)
-            p = self.out(y1).view(B, 1, C, self.n_params)
-            steps.append(p)
-            inp = p[..., 0]
-        cont = torch.cat(steps, dim=1)  # (B, H, C, n_params)
-        return recon, cont
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.net(x.flatten(1)))
+
+
+class WindowDecoder(nn.Module):
+    """MLP from a latent code to ``n_params`` values per point of the window and of the
+    ``horizon`` points after it: returns ``(B, W + H, C, n_params)``."""
+
+    def __init__(
+        self, n_channels: int, window: int, horizon: int, latent: int, hidden: int,
+        layers: int, n_params: int, dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.shape = (window + horizon, n_channels, n_params)
+        n_out = (window + horizon) * n_channels * n_params
+        self.net = mlp(latent, hidden, layers, n_out, dropout)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z).view(z.shape[0], *self.shape)
+
+
+class LinearForecast(nn.Module):
+    """Linear autoregression from the window to the next ``horizon`` points, per channel
+    with shared weights (the "DLinear" head): ``(B, W, C) -> (B, H, C)``.
+
+    A sum of sinusoids obeys an exact linear recurrence, so this head alone forecasts
+    seasonal signals well and learns in a few steps; the latent path of the model adds what
+    is not linear. It starts as a last-value forecast.
+    """
+
+    def __init__(self, window: int, horizon: int) -> None:
+        super().__init__()
+        self.proj = nn.Linear(window, horizon)
+        with torch.no_grad():
+            self.proj.weight.zero_()
+            self.proj.weight[:, -1] = 1.0
+            self.proj.bias.zero_()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x.transpose(1, 2)).transpose(1, 2)
+
+
+def robust_input(x: torch.Tensor, recon: torch.Tensor, limit: float) -> torch.Tensor:
+    """``x`` with every point pulled to within ``limit`` of the reconstruction.
+
+    The forecast head reads this instead of ``x``: a spike then moves the next forecasts
+    by at most ``limit``, so the point after a spike does not look more anomalous than the
+    spike itself (a linear recurrence fitted to a smooth signal amplifies its last input
+    almost twofold). Normal points lie well within ``limit`` and pass unchanged.
+    """
+    r = recon.detach()
+    return r + (x - r).clamp(-limit, limit)
+

@@ -1,9 +1,10 @@
 """Online learner: one model shared by all keys, scored and trained in micro-batches.
 
 * ``score(windows)`` runs one forward pass over every ready window of a batch.
-* ``learn(spans)`` takes ``steps_per_batch`` optimizer steps on at most ``train_batch``
-  examples: the batch's new spans first, topped up from a replay buffer of past spans
-  (reservoir sample), so that the model neither forgets nor overfits the latest batch.
+* ``learn(spans)`` takes up to ``max_steps_per_batch`` optimizer steps (enough to see each
+  new span about once) on ``train_batch`` examples: the batch's new spans, topped up from a
+  replay buffer of past spans (reservoir sample), so that the model neither forgets nor
+  overfits the latest batch. The optimizer (:class:`LeanOptimizer`) steps one flat buffer.
 * A non-finite loss or gradient norm skips the step (counted). After ``max_bad_steps``
   consecutive bad steps the weights and optimizer roll back to the last good snapshot.
 * ``device: auto`` picks CUDA when available; host→device copies are batched through pinned
@@ -26,6 +27,7 @@ Examples
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +35,7 @@ import numpy as np
 import torch
 
 from streamgen.config import ModelConfig
+from streamgen.errors import CheckpointError
 from streamgen.models.base import OnlineModel
 from streamgen.models.registry import build_model
 
@@ -53,6 +56,78 @@ class ScoreResult:
     forecast_std: np.ndarray | None  # (B, H, C)
 
 
+class LeanOptimizer:
+    """Adam, AdamW or SGD with momentum (as in ``torch.optim``) on one flat parameter buffer.
+
+    ``torch.optim`` imports ``torch._dynamo`` on first use (4-5 s at every process start)
+    and routes each step through dynamo guards; with one small tensor per layer, its
+    per-tensor ops cost more than the forward and backward pass of these models. Here every
+    parameter (and its gradient) is a view into one flat buffer, so a step, the gradient
+    norm and its clipping are a handful of ops on a single tensor. The state is plain
+    tensors, so checkpoints stay loadable with ``weights_only=True``.
+    """
+
+    betas = (0.9, 0.999)
+    eps = 1e-8
+    momentum = 0.9
+
+    def __init__(self, params: list[torch.Tensor], kind: str, lr: float, wd: float) -> None:
+        self.kind, self.lr, self.wd = kind, lr, wd
+        with torch.no_grad():
+            self.flat = torch.cat([p.detach().reshape(-1) for p in params])
+        self.grad = torch.zeros_like(self.flat)
+        offset = 0
+        for p in params:
+            n = p.numel()
+            p.data = self.flat[offset : offset + n].view_as(p)
+            # Backward accumulates in place into an existing gradient: into this view.
+            p.grad = self.grad[offset : offset + n].view_as(p)
+            offset += n
+        self.t = 0
+        self.m = torch.zeros_like(self.flat)
+        self.v = torch.zeros_like(self.flat) if kind != "sgd" else torch.zeros(0)
+
+    def zero_grad(self) -> None:
+        self.grad.zero_()
+
+    def clip_grad_norm(self, max_norm: float) -> float:
+        """Scale the gradient to norm at most ``max_norm``; returns the norm before."""
+        total = float(torch.linalg.vector_norm(self.grad))
+        if math.isfinite(total) and total > max_norm:
+            self.grad.mul_(max_norm / (total + 1e-6))
+        return total
+
+    @torch.no_grad()
+    def step(self) -> None:
+        p, g = self.flat, self.grad
+        self.t += 1
+        if self.kind == "sgd":
+            if self.wd:
+                g = g + self.wd * p
+            self.m.mul_(self.momentum).add_(g)
+            p.add_(self.m, alpha=-self.lr)
+            return
+        b1, b2 = self.betas
+        if self.kind == "adamw":
+            p.mul_(1.0 - self.lr * self.wd)
+        elif self.wd:
+            g = g + self.wd * p
+        self.m.lerp_(g, 1.0 - b1)
+        self.v.mul_(b2).addcmul_(g, g, value=1.0 - b2)
+        denom = (self.v.sqrt() / (1.0 - b2**self.t) ** 0.5).add_(self.eps)
+        p.addcdiv_(self.m, denom, value=-self.lr / (1.0 - b1**self.t))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "t": self.t, "m": self.m.clone(), "v": self.v.clone()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("kind") != self.kind or state["m"].shape != self.m.shape:
+            raise ValueError("optimizer state does not match this model/optimizer")
+        self.t = int(state["t"])
+        self.m.copy_(state["m"])
+        self.v.copy_(state["v"])
+
+
 class OnlineLearner:
     """Owns the model, optimizer, replay buffer and step counter."""
 
@@ -65,7 +140,7 @@ class OnlineLearner:
             torch.set_num_threads(cfg.cpu_threads)
         torch.manual_seed(cfg.seed)
         self.rng = np.random.default_rng(cfg.seed)
-        self.model: OnlineModel = build_model(cfg, n_channels).to(self.device)
+        self.model: OnlineModel = build_model(cfg, n_channels, window).to(self.device)
         self.optimizer = self._make_optimizer()
         self.step = 0
         self.skipped_total = 0
@@ -78,14 +153,9 @@ class OnlineLearner:
         self._good: dict[str, Any] | None = None
         self._pin = self.device.type == "cuda"
 
-    def _make_optimizer(self) -> torch.optim.Optimizer:
+    def _make_optimizer(self) -> LeanOptimizer:
         c = self.cfg
-        params = self.model.parameters()
-        if c.optimizer == "sgd":
-            return torch.optim.SGD(params, lr=c.lr, momentum=0.9, weight_decay=c.weight_decay)
-        if c.optimizer == "adam":
-            return torch.optim.Adam(params, lr=c.lr, weight_decay=c.weight_decay)
-        return torch.optim.AdamW(params, lr=c.lr, weight_decay=c.weight_decay)
+        return LeanOptimizer(list(self.model.parameters()), c.optimizer, c.lr, c.weight_decay)
 
     @property
     def warm(self) -> bool:
@@ -116,18 +186,22 @@ class OnlineLearner:
 
     # -- learning --------------------------------------------------------------------------
     def _add_replay(self, spans: np.ndarray) -> None:
+        """Reservoir sampling: every span offered so far is in the buffer with equal chance."""
         cap = self.cfg.replay_size
-        if cap == 0:
+        if cap == 0 or len(spans) == 0:
             return
-        for s in spans:
-            self.replay_seen += 1
-            if self.replay_n < cap:
-                self.replay[self.replay_n] = s
-                self.replay_n += 1
-            else:
-                j = int(self.rng.integers(0, self.replay_seen))
-                if j < cap:
-                    self.replay[j] = s
+        fill = min(cap - self.replay_n, len(spans))
+        if fill > 0:
+            self.replay[self.replay_n : self.replay_n + fill] = spans[:fill]
+            self.replay_n += fill
+        rest = spans[max(fill, 0) :]
+        if len(rest):
+            # The i-th later span replaces a random entry with probability cap / seen_i.
+            seen = self.replay_seen + max(fill, 0) + 1 + np.arange(len(rest))
+            j = self.rng.integers(0, seen)
+            hit = j < cap
+            self.replay[j[hit]] = rest[hit]
+        self.replay_seen += len(spans)
 
     def _training_batch(self, spans: np.ndarray) -> np.ndarray:
         n_max = self.cfg.train_batch
@@ -157,23 +231,23 @@ class OnlineLearner:
             spans = spans[np.isfinite(spans).all(axis=(1, 2))]
         per_step = max(1, int(self.cfg.train_batch * (1.0 - self.cfg.replay_fraction)))
         n_steps = min(self.cfg.max_steps_per_batch, max(1, -(-len(spans) // per_step)))
+        self.model.train()
         for _ in range(n_steps):
             batch = self._training_batch(spans)
             if len(batch) == 0:
                 break
             t = self._to_device(batch)
-            self.model.train()
             with self._autocast():
                 out, loss = self.model(t[:, :W], t[:, W:], step=self.step)
-            self.optimizer.zero_grad(set_to_none=True)
+            self.optimizer.zero_grad()
             ok = bool(torch.isfinite(loss))
             if ok:
                 loss.backward()
-                gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+                gnorm = self.optimizer.clip_grad_norm(self.cfg.grad_clip)
                 # An exploding (or non-finite) gradient norm is treated like a bad loss.
-                ok = bool(torch.isfinite(gnorm)) and float(gnorm) < 1e6 * self.cfg.grad_clip
+                ok = math.isfinite(gnorm) and gnorm < 1e6 * self.cfg.grad_clip
             if not ok:
-                self.optimizer.zero_grad(set_to_none=True)
+                self.optimizer.zero_grad()
                 self.skipped_total += 1
                 self._bad_streak += 1
                 stats["skipped"] += 1
@@ -204,7 +278,7 @@ class OnlineLearner:
             self.model.load_state_dict(self._good["model"])
             self.optimizer.load_state_dict(self._good["optimizer"])
         else:
-            self.model = build_model(self.cfg, self.n_channels).to(self.device)
+            self.model = build_model(self.cfg, self.n_channels, self.window).to(self.device)
             self.optimizer = self._make_optimizer()
         self._bad_streak = 0
         self.rollbacks_total += 1
@@ -227,8 +301,14 @@ class OnlineLearner:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+        except (RuntimeError, KeyError, ValueError, AttributeError) as exc:
+            # E.g. a checkpoint of another architecture (the GRU models before 0.2) or size.
+            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            name = self.cfg.name
+            raise CheckpointError(f"checkpoint does not fit model {name!r}: {msg}") from None
         self.step = int(state["step"])
         self.skipped_total = int(state.get("skipped_total", 0))
         self.rollbacks_total = int(state.get("rollbacks_total", 0))

@@ -1,4 +1,4 @@
-"""Name → online model factory. ``build_model("sota", cfg, n_channels)``."""
+"""Name → online model factory. ``build_model(cfg, n_channels, window)``."""
 
 from __future__ import annotations
 
@@ -11,32 +11,34 @@ from streamgen.models.rvae import RVAE, RVAEConfig
 from streamgen.models.sota import SOTA, SOTAConfig
 
 
-def _sota(cfg: ModelConfig, n_channels: int) -> OnlineModel:
-    return SOTA(
-        SOTAConfig(
-            n_channels=n_channels, hidden=cfg.hidden, latent=cfg.latent, layers=cfg.layers,
-            dropout=cfg.dropout, horizon=cfg.horizon,
-        )
+def _shared(cfg: ModelConfig, n_channels: int, window: int) -> dict[str, object]:
+    return dict(
+        n_channels=n_channels, window=window, hidden=cfg.hidden, latent=cfg.latent,
+        layers=cfg.layers, dropout=cfg.dropout, horizon=cfg.horizon,
+        robust_limit=cfg.robust_limit,
     )
 
 
-def _rvae(cfg: ModelConfig, n_channels: int) -> OnlineModel:
+def _sota(cfg: ModelConfig, n_channels: int, window: int) -> OnlineModel:
+    return SOTA(SOTAConfig(**_shared(cfg, n_channels, window)))  # type: ignore[arg-type]
+
+
+def _rvae(cfg: ModelConfig, n_channels: int, window: int) -> OnlineModel:
     return RVAE(
         RVAEConfig(
-            n_channels=n_channels, hidden=cfg.hidden, latent=cfg.latent, layers=cfg.layers,
-            dropout=cfg.dropout, horizon=cfg.horizon, kl_weight=cfg.kl_weight,
-            kl_anneal_steps=cfg.kl_anneal_steps, free_bits=cfg.free_bits,
-            n_samples=cfg.n_samples,
+            **_shared(cfg, n_channels, window),  # type: ignore[arg-type]
+            kl_weight=cfg.kl_weight, kl_anneal_steps=cfg.kl_anneal_steps,
+            free_bits=cfg.free_bits, n_samples=cfg.n_samples,
         )
     )
 
 
-REGISTRY: dict[str, Callable[[ModelConfig, int], OnlineModel]] = {"sota": _sota, "rvae": _rvae}
+REGISTRY: dict[str, Callable[[ModelConfig, int, int], OnlineModel]] = {"sota": _sota, "rvae": _rvae}
 
 
-def build_model(cfg: ModelConfig, n_channels: int) -> OnlineModel:
+def build_model(cfg: ModelConfig, n_channels: int, window: int) -> OnlineModel:
     try:
         factory = REGISTRY[cfg.name]
     except KeyError:
         raise ConfigError(f"model.name: unknown model {cfg.name!r}") from None
-    return factory(cfg, n_channels)
+    return factory(cfg, n_channels, window)

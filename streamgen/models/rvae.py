@@ -1,17 +1,23 @@
-"""RVAE: a recurrent variational autoencoder with a Gaussian likelihood.
+"""RVAE: a variational window autoencoder with a Gaussian likelihood and a forecasting head.
 
-GRU encoder → ``(mu, log sigma^2)`` → reparameterized ``z`` → GRU decoder (teacher-forced over
-the window, conditioned on ``z``) emitting a mean and a learned log-variance per point, and a
-continuation of ``horizon`` steps with its spread. Loss: the negative ELBO, with the KL term
-annealed linearly from 0 to ``kl_weight`` over ``kl_anneal_steps`` steps and free bits
+encoder MLP over the window → ``(mu, log sigma^2)`` → reparameterized ``z`` → decoder MLP
+emitting a mean and a learned log-variance for every point of the window and of the
+``horizon`` points after it; the continuation's mean adds a linear autoregression of the
+window. Scoring encodes a robust copy of the window a second time and the forecast head
+reads it, as in SOTA (``robust_limit``). Loss: the negative ELBO, with the KL
+term annealed linearly from 0 to ``kl_weight`` over ``kl_anneal_steps`` steps and free bits
 (each latent dimension's KL counts at least ``free_bits`` nats, so the posterior cannot
 collapse onto the prior). Per-point score: Gaussian negative log-likelihood (shifted to be
 non-negative) averaged over ``n_samples`` draws of ``z`` — the reconstruction probability.
+The continuation's spread is the standard deviation of the mixture over those draws.
+(The name is kept from the first, recurrent version; :mod:`streamgen.models.layers` says why
+the GRUs gave way to window MLPs.)
 
 Examples
 --------
 >>> import torch
->>> m = RVAE(RVAEConfig(n_channels=1, hidden=8, latent=4, horizon=2))
+>>> _ = torch.manual_seed(0)
+>>> m = RVAE(RVAEConfig(n_channels=1, window=10, hidden=8, latent=4, horizon=2))
 >>> out, loss = m(torch.randn(3, 10, 1), torch.randn(3, 2, 1), step=10)
 >>> tuple(out.forecast_std.shape), bool(torch.isfinite(loss))
 ((3, 2, 1), True)
@@ -27,7 +33,7 @@ import torch
 from torch import nn
 
 from streamgen.models.base import OnlineModel, SeqOutput
-from streamgen.models.layers import GRUEncoder, TeacherForcedDecoder
+from streamgen.models.layers import LinearForecast, WindowDecoder, WindowEncoder, robust_input
 
 # Log-variance bounds keep the likelihood finite: sigma in [e^-3.5, e^3] in normalized units.
 _LOGVAR_MIN, _LOGVAR_MAX = -7.0, 6.0
@@ -36,6 +42,7 @@ _LOGVAR_MIN, _LOGVAR_MAX = -7.0, 6.0
 @dataclass(frozen=True)
 class RVAEConfig:
     n_channels: int
+    window: int = 32
     hidden: int = 64
     latent: int = 16
     layers: int = 1
@@ -45,6 +52,7 @@ class RVAEConfig:
     kl_anneal_steps: int = 500
     free_bits: float = 0.1
     n_samples: int = 4
+    robust_limit: float = 1.5
 
 
 def gaussian_energy(x: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -57,22 +65,34 @@ class RVAE(OnlineModel):
         super().__init__()
         self.cfg = cfg
         self.horizon = cfg.horizon
-        self.encoder = GRUEncoder(cfg.n_channels, cfg.hidden, cfg.layers, cfg.dropout)
+        C, W, H = cfg.n_channels, cfg.window, cfg.horizon
+        self.encoder = WindowEncoder(C, W, cfg.hidden, cfg.layers, cfg.dropout)
         self.to_stats = nn.Linear(cfg.hidden, 2 * cfg.latent)
-        self.decoder = TeacherForcedDecoder(
-            cfg.n_channels, cfg.latent, cfg.hidden, cfg.layers, cfg.dropout, n_params=2
+        self.decoder = WindowDecoder(
+            C, W, H, cfg.latent, cfg.hidden, cfg.layers, n_params=2, dropout=cfg.dropout
         )
+        self.linear = LinearForecast(W, H)
 
     def _decode(self, x: torch.Tensor, z: torch.Tensor):
-        recon, cont = self.decoder(x, z, self.horizon)
-        r_mu, r_lv = recon[..., 0], recon[..., 1].clamp(_LOGVAR_MIN, _LOGVAR_MAX)
-        c_mu, c_lv = cont[..., 0], cont[..., 1].clamp(_LOGVAR_MIN, _LOGVAR_MAX)
-        return r_mu, r_lv, c_mu, c_lv
+        W = x.shape[1]
+        out = self.decoder(z)  # (B, W + H, C, 2)
+        mean, logvar = out[..., 0], out[..., 1].clamp(_LOGVAR_MIN, _LOGVAR_MAX)
+        r_mu, r_lv = mean[:, :W], logvar[:, :W]
+        x_in = robust_input(x, r_mu, self.cfg.robust_limit) if self.cfg.robust_limit else x
+        c_mu = mean[:, W:] + self.linear(x_in)
+        return r_mu, r_lv, c_mu, logvar[:, W:]
 
     def forward(  # type: ignore[override]
         self, x: torch.Tensor, future: torch.Tensor | None = None, step: int = 0
     ) -> tuple[SeqOutput, torch.Tensor]:
         mu, logvar = self.to_stats(self.encoder(x)).chunk(2, dim=-1)  # (B, L) each
+        lim = self.cfg.robust_limit
+        if lim and not self.training:
+            # Scoring: encode again with every point pulled to within lim of the mean
+            # reconstruction, so that an outlier spoils its own reconstruction but not
+            # its neighbours' (as in SOTA).
+            r1 = self.decoder(mu)[:, : x.shape[1], :, 0]
+            mu, logvar = self.to_stats(self.encoder(robust_input(x, r1, lim))).chunk(2, dim=-1)
         logvar = logvar.clamp(-10.0, 10.0)
         kl_dim = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).mean(0)  # (L,)
         kl = kl_dim.sum()
@@ -82,20 +102,17 @@ class RVAE(OnlineModel):
             energy = gaussian_energy(x, r_mu, r_lv)  # (B, W, C)
         else:
             # Reconstruction probability: average the likelihood over n_samples draws of z.
-            n = self.cfg.n_samples
-            B = x.shape[0]
+            n, B = self.cfg.n_samples, x.shape[0]
             # A fixed generator makes scoring deterministic: the same window under the same
             # weights always gets the same score (reproducible runs, checkpoint round trips).
             gen = torch.Generator(device=x.device).manual_seed(0)
             eps = torch.randn(n * B, mu.shape[1], device=x.device, generator=gen)
             zs = mu.repeat(n, 1) + eps * torch.exp(0.5 * logvar).repeat(n, 1)
-            r_mu, r_lv, c_mu, c_lv = self._decode(x.repeat(n, 1, 1), zs)
-            energy = gaussian_energy(x.repeat(n, 1, 1), r_mu, r_lv).view(n, *x.shape).mean(0)
+            xs = x.repeat(n, 1, 1)
+            r_mu, r_lv, c_mu, c_lv = self._decode(xs, zs)
+            energy = gaussian_energy(xs, r_mu, r_lv).view(n, *x.shape).mean(0)
             r_mu = r_mu.view(n, *x.shape).mean(0)
-            c_mu, c_lv = (
-                c_mu.view(n, B, *c_mu.shape[1:]),
-                c_lv.view(n, B, *c_lv.shape[1:]),
-            )
+            c_mu, c_lv = c_mu.view(n, B, *c_mu.shape[1:]), c_lv.view(n, B, *c_lv.shape[1:])
             # Mixture moments over samples: mean of means, total variance.
             c_var = c_lv.exp().mean(0) + c_mu.var(0, unbiased=False)
             c_mu = c_mu.mean(0)

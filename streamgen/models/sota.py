@@ -1,14 +1,25 @@
-"""SOTA: a streaming autoencoder with a recurrent (GRU) decoder that also continues the window.
+"""SOTA: a streaming window autoencoder with a forecasting head.
 
-encoder GRU → latent ``z`` (bottleneck, ``tanh``) → GRU decoder that reconstructs the window
-(teacher-forced, conditioned on ``z``) and continues it ``horizon`` steps ahead. Trained with
-mean squared error on the reconstruction and, when the future is known, on the continuation.
-Per-point score: squared reconstruction error averaged over channels.
+encoder MLP over the window → latent ``z`` (bottleneck, ``tanh``) → decoder MLP that
+reconstructs the window *from z alone* and proposes its continuation ``horizon`` steps ahead;
+the continuation adds a linear autoregression of the window (:class:`LinearForecast`).
+Trained with mean squared error on the reconstruction and, when the future is known, on the
+continuation. Per-point score: squared reconstruction error averaged over channels.
+
+When scoring, the window is encoded a second time with each point pulled to within
+``robust_limit`` of the first reconstruction (:func:`robust_input`), and the forecast head
+reads that robust window too: an outlier then inflates its own error but neither its
+neighbours' reconstruction nor the forecasts after it.
+
+The decoder is not teacher-forced: a decoder that sees ``x[t-1]`` while rebuilding ``x[t]``
+learns to copy, and then a level shift, a drift or a stuck sensor rebuilds as well as normal
+data. From the bottleneck alone only windows shaped like normal ones rebuild well.
 
 Examples
 --------
 >>> import torch
->>> m = SOTA(SOTAConfig(n_channels=2, hidden=8, latent=4, horizon=3))
+>>> _ = torch.manual_seed(0)
+>>> m = SOTA(SOTAConfig(n_channels=2, window=16, hidden=8, latent=4, horizon=3))
 >>> out, loss = m(torch.randn(5, 16, 2), torch.randn(5, 3, 2))
 >>> tuple(out.recon.shape), tuple(out.forecast.shape), tuple(out.point_score.shape)
 ((5, 16, 2), (5, 3, 2), (5, 16))
@@ -24,12 +35,13 @@ import torch
 from torch import nn
 
 from streamgen.models.base import OnlineModel, SeqOutput
-from streamgen.models.layers import GRUEncoder, TeacherForcedDecoder
+from streamgen.models.layers import LinearForecast, WindowDecoder, WindowEncoder, robust_input
 
 
 @dataclass(frozen=True)
 class SOTAConfig:
     n_channels: int
+    window: int = 32
     hidden: int = 64
     latent: int = 16
     layers: int = 1
@@ -37,6 +49,9 @@ class SOTAConfig:
     horizon: int = 8
     # Weight of the continuation loss relative to reconstruction.
     forecast_weight: float = 1.0
+    # Scoring re-encodes, and the forecast head reads, each point within this many
+    # (normalized) units of its reconstruction; 0 uses the raw window throughout.
+    robust_limit: float = 1.5
 
 
 class SOTA(OnlineModel):
@@ -44,18 +59,32 @@ class SOTA(OnlineModel):
         super().__init__()
         self.cfg = cfg
         self.horizon = cfg.horizon
-        self.encoder = GRUEncoder(cfg.n_channels, cfg.hidden, cfg.layers, cfg.dropout)
+        C, W, H = cfg.n_channels, cfg.window, cfg.horizon
+        self.encoder = WindowEncoder(C, W, cfg.hidden, cfg.layers, cfg.dropout)
         self.to_latent = nn.Linear(cfg.hidden, cfg.latent)
-        self.decoder = TeacherForcedDecoder(
-            cfg.n_channels, cfg.latent, cfg.hidden, cfg.layers, cfg.dropout, n_params=1
+        self.decoder = WindowDecoder(
+            C, W, H, cfg.latent, cfg.hidden, cfg.layers, n_params=1, dropout=cfg.dropout
         )
+        self.linear = LinearForecast(W, H)
+
+    def _decode(self, x: torch.Tensor) -> torch.Tensor:
+        z = torch.tanh(self.to_latent(self.encoder(x)))  # (B, L)
+        return self.decoder(z)[..., 0]  # (B, W + H, C)
 
     def forward(  # type: ignore[override]
         self, x: torch.Tensor, future: torch.Tensor | None = None, step: int = 0
     ) -> tuple[SeqOutput, torch.Tensor]:
-        z = torch.tanh(self.to_latent(self.encoder(x)))  # (B, L)
-        recon, cont = self.decoder(x, z, self.horizon)
-        recon, cont = recon[..., 0], cont[..., 0]  # (B, W, C), (B, H, C)
+        W = x.shape[1]
+        lim = self.cfg.robust_limit
+        out = self._decode(x)  # (B, W + H, C)
+        if lim and not self.training:
+            # Scoring: encode again with every point pulled to within lim of the first
+            # reconstruction, so that an outlier spoils its own reconstruction but not
+            # its neighbours' (which would score the points after a spike as anomalous).
+            out = self._decode(robust_input(x, out[:, :W], lim))
+        recon = out[:, :W]
+        x_in = robust_input(x, recon, lim) if lim else x
+        cont = out[:, W:] + self.linear(x_in)  # (B, H, C)
         err = (recon - x).pow(2)  # (B, W, C)
         loss = err.mean()
         if future is not None:
