@@ -191,7 +191,7 @@ def _run_hst(s: Stream, seed: int) -> np.ndarray:
 
 def _run_rolling_z(s: Stream, window: int = 64) -> np.ndarray:
     K, N, C = s.values.shape
-    bufs = [deque(maxlen=window) for _ in range(K)]
+    bufs: list[deque[np.ndarray]] = [deque(maxlen=window) for _ in range(K)]
     sums = np.zeros((K, C))
     sq = np.zeros((K, C))
     out = np.zeros((K, N))
@@ -287,7 +287,7 @@ def forecast_errors(s: Stream, conts: dict[str, list[Any]], horizon: int) -> dic
     future is normal and observed count.
     """
     K, N, C = s.values.shape
-    errs = {"model": [], "last": [], "snaive": []}
+    errs: dict[str, list[float]] = {"model": [], "last": [], "snaive": []}
     periods = [_season(s.values[k, : s.warmup], min(200, s.warmup // 2)) for k in range(K)]
     scale = s.values[:, : s.warmup].std(1) + 1e-12  # (K, C)
     h = np.arange(1, horizon + 1)

@@ -94,6 +94,66 @@ class LinearForecast(nn.Module):
         return self.proj(x.transpose(1, 2)).transpose(1, 2)
 
 
+class GRUWindowEncoder(nn.Module):
+    """GRU over a ``(B, W, C)`` window; returns the last layer's final state ``(B, hidden)``."""
+
+    def __init__(
+        self, n_channels: int, window: int, hidden: int, layers: int, dropout: float = 0.0
+    ) -> None:
+        super().__init__()
+        self.gru = nn.GRU(n_channels, hidden, num_layers=max(1, layers), batch_first=True,
+                          dropout=dropout if layers > 1 else 0.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _, h = self.gru(x)  # (layers, B, hidden)
+        return h[-1]
+
+
+class GRUWindowDecoder(nn.Module):
+    """Recurrent decoder: a GRU started from the latent code, fed the code at every step,
+    emits ``n_params`` values per channel for the ``W`` window points and then continues for
+    ``horizon`` more steps: returns ``(B, W + H, C, n_params)``.
+
+    It is not teacher-forced: a decoder that sees ``x[t-1]`` while rebuilding ``x[t]`` learns
+    to copy, and then level shifts and stuck sensors rebuild as well as normal data.
+    """
+
+    def __init__(
+        self, n_channels: int, window: int, horizon: int, latent: int, hidden: int,
+        layers: int, n_params: int, dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.steps = window + horizon
+        self.layers = max(1, layers)
+        self.hidden = hidden
+        self.shape = (n_channels, n_params)
+        self.init = nn.Linear(latent, hidden * self.layers)
+        self.gru = nn.GRU(latent, hidden, num_layers=self.layers, batch_first=True,
+                          dropout=dropout if layers > 1 else 0.0)
+        self.out = nn.Linear(hidden, n_channels * n_params)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        B = z.shape[0]
+        h0 = torch.tanh(self.init(z)).view(B, self.layers, self.hidden).transpose(0, 1)
+        y, _ = self.gru(z.unsqueeze(1).expand(B, self.steps, z.shape[1]), h0.contiguous())
+        return self.out(y).view(B, self.steps, *self.shape)
+
+
+def make_encoder(arch: str, n_channels: int, window: int, hidden: int, layers: int,
+                 dropout: float) -> nn.Module:
+    """``gru`` (recurrent) or ``mlp`` (flattened window) encoder with output ``(B, hidden)``."""
+    if arch == "gru":
+        return GRUWindowEncoder(n_channels, window, hidden, layers, dropout)
+    return WindowEncoder(n_channels, window, hidden, layers, dropout)
+
+
+def make_decoder(arch: str, n_channels: int, window: int, horizon: int, latent: int,
+                 hidden: int, layers: int, n_params: int, dropout: float) -> nn.Module:
+    """``gru`` (recurrent, continues past the window) or ``mlp`` decoder from the code."""
+    cls = GRUWindowDecoder if arch == "gru" else WindowDecoder
+    return cls(n_channels, window, horizon, latent, hidden, layers, n_params, dropout)
+
+
 def robust_input(x: torch.Tensor, recon: torch.Tensor, limit: float) -> torch.Tensor:
     """``x`` with every point pulled to within ``limit`` of the reconstruction.
 

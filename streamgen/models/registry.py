@@ -15,7 +15,7 @@ def _shared(cfg: ModelConfig, n_channels: int, window: int) -> dict[str, object]
     return dict(
         n_channels=n_channels, window=window, hidden=cfg.hidden, latent=cfg.latent,
         layers=cfg.layers, dropout=cfg.dropout, horizon=cfg.horizon,
-        robust_limit=cfg.robust_limit,
+        robust_limit=cfg.robust_limit, arch=cfg.arch,
     )
 
 

@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from streamgen.models.base import OnlineModel, SeqOutput
-from streamgen.models.layers import LinearForecast, WindowDecoder, WindowEncoder, robust_input
+from streamgen.models.layers import LinearForecast, make_decoder, make_encoder, robust_input
 
 # Log-variance bounds keep the likelihood finite: sigma in [e^-3.5, e^3] in normalized units.
 _LOGVAR_MIN, _LOGVAR_MAX = -7.0, 6.0
@@ -53,6 +53,8 @@ class RVAEConfig:
     free_bits: float = 0.1
     n_samples: int = 4
     robust_limit: float = 1.5
+    # "gru": GRU encoder and recurrent GRU decoder; "mlp": window MLPs (faster on CPU).
+    arch: str = "gru"
 
 
 def gaussian_energy(x: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -66,10 +68,10 @@ class RVAE(OnlineModel):
         self.cfg = cfg
         self.horizon = cfg.horizon
         C, W, H = cfg.n_channels, cfg.window, cfg.horizon
-        self.encoder = WindowEncoder(C, W, cfg.hidden, cfg.layers, cfg.dropout)
+        self.encoder = make_encoder(cfg.arch, C, W, cfg.hidden, cfg.layers, cfg.dropout)
         self.to_stats = nn.Linear(cfg.hidden, 2 * cfg.latent)
-        self.decoder = WindowDecoder(
-            C, W, H, cfg.latent, cfg.hidden, cfg.layers, n_params=2, dropout=cfg.dropout
+        self.decoder = make_decoder(
+            cfg.arch, C, W, H, cfg.latent, cfg.hidden, cfg.layers, 2, cfg.dropout
         )
         self.linear = LinearForecast(W, H)
 

@@ -35,7 +35,7 @@ import torch
 from torch import nn
 
 from streamgen.models.base import OnlineModel, SeqOutput
-from streamgen.models.layers import LinearForecast, WindowDecoder, WindowEncoder, robust_input
+from streamgen.models.layers import LinearForecast, make_decoder, make_encoder, robust_input
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,8 @@ class SOTAConfig:
     # Scoring re-encodes, and the forecast head reads, each point within this many
     # (normalized) units of its reconstruction; 0 uses the raw window throughout.
     robust_limit: float = 1.5
+    # "gru": GRU encoder and recurrent GRU decoder; "mlp": window MLPs (faster on CPU).
+    arch: str = "gru"
 
 
 class SOTA(OnlineModel):
@@ -60,10 +62,10 @@ class SOTA(OnlineModel):
         self.cfg = cfg
         self.horizon = cfg.horizon
         C, W, H = cfg.n_channels, cfg.window, cfg.horizon
-        self.encoder = WindowEncoder(C, W, cfg.hidden, cfg.layers, cfg.dropout)
+        self.encoder = make_encoder(cfg.arch, C, W, cfg.hidden, cfg.layers, cfg.dropout)
         self.to_latent = nn.Linear(cfg.hidden, cfg.latent)
-        self.decoder = WindowDecoder(
-            C, W, H, cfg.latent, cfg.hidden, cfg.layers, n_params=1, dropout=cfg.dropout
+        self.decoder = make_decoder(
+            cfg.arch, C, W, H, cfg.latent, cfg.hidden, cfg.layers, 1, cfg.dropout
         )
         self.linear = LinearForecast(W, H)
 

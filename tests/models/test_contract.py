@@ -25,10 +25,12 @@ def name(request):
     return request.param
 
 
+@pytest.mark.parametrize("arch", ["gru", "mlp"])
 @pytest.mark.parametrize("device", DEVICES)
-def test_online_model_contract(name, device, tmp_path):
+def test_online_model_contract(name, device, arch, tmp_path):
     rng = np.random.default_rng(0)
-    cfg = ModelConfig(name=name, hidden=32, latent=8, horizon=H, device=device, lr=5e-3,
+    cfg = ModelConfig(name=name, arch=arch, hidden=32, latent=8, horizon=H, device=device,
+                      lr=5e-3,
                       kl_anneal_steps=50, train_batch=64)
     lr = OnlineLearner(cfg, C, W)
     losses = []
