@@ -86,9 +86,10 @@ class ModelConfig(_Frozen):
     # roles as MLPs over the flattened window — about 60x cheaper per window on one CPU
     # thread, for CPU deployments that need the throughput.
     arch: Literal["gru", "mlp"] = "gru"
-    # Width of the window MLPs and size of the bottleneck. Wider (128) or a wider code (32)
-    # rebuilt level shifts and drifts too well and lost PR-AUC on the benchmark suite
-    # (benchmarks/bench_detection.py); narrower ones forecast worse.
+    # Width of the encoder/decoder (GRU state or MLP layers) and size of the bottleneck.
+    # With the MLPs, wider (128) or a wider code (32) rebuilt level shifts and drifts too well
+    # and lost PR-AUC on the benchmark suite (benchmarks/bench_detection.py); narrower ones
+    # forecast worse.
     hidden: int = Field(default=64, ge=4, le=4096)
     latent: int = Field(default=16, ge=1, le=1024)
     layers: int = Field(default=1, ge=1, le=8)

@@ -1,17 +1,17 @@
 """RVAE: a variational window autoencoder with a Gaussian likelihood and a forecasting head.
 
-encoder MLP over the window → ``(mu, log sigma^2)`` → reparameterized ``z`` → decoder MLP
-emitting a mean and a learned log-variance for every point of the window and of the
-``horizon`` points after it; the continuation's mean adds a linear autoregression of the
-window. Scoring encodes a robust copy of the window a second time and the forecast head
-reads it, as in SOTA (``robust_limit``). Loss: the negative ELBO, with the KL
-term annealed linearly from 0 to ``kl_weight`` over ``kl_anneal_steps`` steps and free bits
+encoder over the window (GRU, or MLP with ``arch="mlp"``) → ``(mu, log sigma^2)`` →
+reparameterized ``z`` → decoder (GRU fed ``z`` at every step, or MLP) emitting a mean and a
+learned log-variance for every point of the window and of the ``horizon`` points after it;
+the continuation's mean adds a linear autoregression of the window. Scoring encodes a
+robust copy of the window a second time and the forecast head reads it, as in SOTA
+(``robust_limit``). Loss: the negative ELBO, with the KL term annealed linearly from 0 to
+``kl_weight`` over ``kl_anneal_steps`` steps and free bits
 (each latent dimension's KL counts at least ``free_bits`` nats, so the posterior cannot
 collapse onto the prior). Per-point score: Gaussian negative log-likelihood (shifted to be
 non-negative) averaged over ``n_samples`` draws of ``z`` — the reconstruction probability.
 The continuation's spread is the standard deviation of the mixture over those draws.
-(The name is kept from the first, recurrent version; :mod:`streamgen.models.layers` says why
-the GRUs gave way to window MLPs.)
+(:mod:`streamgen.models.layers` compares the recurrent and the MLP networks.)
 
 Examples
 --------

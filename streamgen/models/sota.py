@@ -1,7 +1,8 @@
 """SOTA: a streaming window autoencoder with a forecasting head.
 
-encoder MLP over the window → latent ``z`` (bottleneck, ``tanh``) → decoder MLP that
-reconstructs the window *from z alone* and proposes its continuation ``horizon`` steps ahead;
+encoder over the window (a GRU, or an MLP with ``arch="mlp"``) → latent ``z`` (bottleneck,
+``tanh``) → decoder (a GRU fed ``z`` at every step, or an MLP) that reconstructs the window
+*from z alone* and proposes its continuation ``horizon`` steps ahead;
 the continuation adds a linear autoregression of the window (:class:`LinearForecast`).
 Trained with mean squared error on the reconstruction and, when the future is known, on the
 continuation. Per-point score: squared reconstruction error averaged over channels.
