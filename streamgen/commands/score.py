@@ -14,11 +14,11 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from streamgen.commands.common import add_pipeline_args, pipeline_from_args
+from streamgen.commands.common import add_pipeline_args, pipeline_from_args, process_file
 from streamgen.core import checkpoint
 from streamgen.core.engine import SCORE_COLUMNS, Engine, Sinks
 from streamgen.errors import ConfigError
-from streamgen.io.files import FileSink, FileSource, file_format
+from streamgen.io.files import FileSink, file_format
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -55,23 +55,15 @@ def run(args: argparse.Namespace) -> int:
     engine = Engine(cfg, sinks)
     if args.checkpoint_in:
         checkpoint.load_full_state(engine, checkpoint.load(args.checkpoint_in))
-    source = FileSource(args.input)
     show = sys.stderr.isatty() if args.progress is None else args.progress
     bar = tqdm(unit=" rows", disable=not show, file=sys.stderr, desc="scoring")
     t0 = time.perf_counter()
     n = dead = anomalies = 0
     try:
-        while not source.exhausted():
-            msgs = source.poll(cfg.batch.max_records)
-            if not msgs:
-                break
-            st = engine.process(msgs)
+        for st in process_file(engine, args.input, cfg.batch.max_records, bar):
             n += st.records
             dead += st.dead_letters
             anomalies += st.anomalies
-            bar.update(len(msgs))
-        st = engine.flush_held()
-        anomalies += st.anomalies
         engine.flush_sinks()
         if args.checkpoint_out and engine.learner is not None:
             checkpoint.save_atomic(checkpoint.full_state(engine), args.checkpoint_out)

@@ -15,11 +15,10 @@ import time
 
 from tqdm import tqdm
 
-from streamgen.commands.common import add_pipeline_args, pipeline_from_args
+from streamgen.commands.common import add_pipeline_args, pipeline_from_args, process_file
 from streamgen.core import checkpoint
 from streamgen.core.engine import Engine
 from streamgen.errors import ConfigError
-from streamgen.io.files import FileSource
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -51,20 +50,13 @@ def run(args: argparse.Namespace) -> int:
             engine.learner = learner
         elif args.checkpoint_in:
             checkpoint.load_model_state(engine, checkpoint.load(args.checkpoint_in))
-        source = FileSource(args.input)
         bar = tqdm(unit=" rows", disable=not show, file=sys.stderr, desc=f"epoch {epoch}")
         n = 0
         losses = []
-        while not source.exhausted():
-            msgs = source.poll(cfg.batch.max_records)
-            if not msgs:
-                break
-            st = engine.process(msgs)
+        for st in process_file(engine, args.input, cfg.batch.max_records, bar):
             n += st.records
             if st.loss == st.loss:
                 losses.append(st.loss)
-            bar.update(len(msgs))
-        engine.flush_held()
         bar.close()
         learner = engine.learner
         if learner is None:
