@@ -96,6 +96,16 @@ def average_gradients(params: Iterable[nn.Parameter], ctx: DistContext) -> None:
 
 
 def finish() -> None:
-    """Leave the process group if this process joined one."""
-    if dist.is_available() and dist.is_initialized():
+    """Leave the process group if this process joined one.
+
+    Every rank first meets the others at a barrier: a gloo rank that tears its sockets down
+    while a peer is still finishing its last collective can make that peer's transport
+    thread abort the process (seen as SIGABRT, "terminate called without an active
+    exception", on a loaded two-core machine).
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    try:
+        dist.barrier()
+    finally:
         dist.destroy_process_group()

@@ -23,7 +23,8 @@ from streamgen.config import build_config
 
 
 def _checksums(model: torch.nn.Module) -> list[float]:
-    mine = torch.tensor([float(sum(p.double().sum() for p in model.parameters()))])
+    with torch.no_grad():
+        mine = torch.tensor([float(sum(p.double().sum() for p in model.parameters()))])
     every = [torch.zeros(1, dtype=mine.dtype) for _ in range(dist.get_world_size())]
     dist.all_gather(every, mine)
     return [float(t) for t in every]
