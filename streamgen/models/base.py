@@ -8,6 +8,24 @@ import torch
 from torch import nn
 
 
+@dataclass(frozen=True)
+class SeqModelConfig:
+    """Fields every online sequence model shares; each model's config adds its own."""
+
+    n_channels: int
+    window: int = 32
+    hidden: int = 64
+    latent: int = 16
+    layers: int = 1
+    dropout: float = 0.0
+    horizon: int = 8
+    # Scoring re-encodes, and the forecast head reads, each point within this many
+    # (normalized) units of its reconstruction; 0 uses the raw window throughout.
+    robust_limit: float = 1.5
+    # "gru": GRU encoder and recurrent GRU decoder; "mlp": window MLPs (faster on CPU).
+    arch: str = "gru"
+
+
 @dataclass
 class SeqOutput:
     """What a forward pass returns (all in normalized units).

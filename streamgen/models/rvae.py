@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from streamgen.models.base import OnlineModel, SeqOutput
+from streamgen.models.base import OnlineModel, SeqModelConfig, SeqOutput
 from streamgen.models.layers import LinearForecast, make_decoder, make_encoder, robust_input
 
 # Log-variance bounds keep the likelihood finite: sigma in [e^-3.5, e^3] in normalized units.
@@ -40,21 +40,11 @@ _LOGVAR_MIN, _LOGVAR_MAX = -7.0, 6.0
 
 
 @dataclass(frozen=True)
-class RVAEConfig:
-    n_channels: int
-    window: int = 32
-    hidden: int = 64
-    latent: int = 16
-    layers: int = 1
-    dropout: float = 0.0
-    horizon: int = 8
+class RVAEConfig(SeqModelConfig):
     kl_weight: float = 1.0
     kl_anneal_steps: int = 500
     free_bits: float = 0.1
     n_samples: int = 4
-    robust_limit: float = 1.5
-    # "gru": GRU encoder and recurrent GRU decoder; "mlp": window MLPs (faster on CPU).
-    arch: str = "gru"
 
 
 def gaussian_energy(x: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:

@@ -35,26 +35,14 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from streamgen.models.base import OnlineModel, SeqOutput
+from streamgen.models.base import OnlineModel, SeqModelConfig, SeqOutput
 from streamgen.models.layers import LinearForecast, make_decoder, make_encoder, robust_input
 
 
 @dataclass(frozen=True)
-class SOTAConfig:
-    n_channels: int
-    window: int = 32
-    hidden: int = 64
-    latent: int = 16
-    layers: int = 1
-    dropout: float = 0.0
-    horizon: int = 8
+class SOTAConfig(SeqModelConfig):
     # Weight of the continuation loss relative to reconstruction.
     forecast_weight: float = 1.0
-    # Scoring re-encodes, and the forecast head reads, each point within this many
-    # (normalized) units of its reconstruction; 0 uses the raw window throughout.
-    robust_limit: float = 1.5
-    # "gru": GRU encoder and recurrent GRU decoder; "mlp": window MLPs (faster on CPU).
-    arch: str = "gru"
 
 
 class SOTA(OnlineModel):
