@@ -524,6 +524,24 @@ class _ChildProcess:
             proc.wait(timeout=10)
         self.stop()
 
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        try:
+            return self.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
     def close(self) -> None:
         """Stop the process and remove the temporary directory, if one was created."""
         self.stop()
@@ -742,21 +760,6 @@ class LocalS3(_ChildProcess):
             data = json.load(response)
         return [entry["FullPath"] for entry in data.get("Entries") or []]
 
-    def __enter__(self) -> Self:
-        try:
-            return self.start()
-        except BaseException:
-            self.close()
-            raise
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
 
 # --------------------------------------------------------------------------------------------
 # Tansu broker
@@ -918,18 +921,3 @@ class LocalBroker(_ChildProcess):
         """
         create_topic(self.bootstrap, name, partitions, timeout_s=timeout_s)
         return name
-
-    def __enter__(self) -> Self:
-        try:
-            return self.start()
-        except BaseException:
-            self.close()
-            raise
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
