@@ -39,6 +39,10 @@ from streamgen.records import DeadLetter, Record
 _MS_CUTOFF = 1e11
 
 
+# Times the output can print as ISO-8601: 0001-01-01T00:00:00Z .. 9999-12-31T23:59:59.999Z.
+_MIN_MS, _MAX_MS = -62_135_596_800_000, 253_402_300_799_999
+
+
 def parse_time_ms(value: object) -> int:
     """Parse ISO-8601 text or epoch seconds/ms into integer ms since the epoch (UTC)."""
     if isinstance(value, bool) or value is None:
@@ -58,12 +62,15 @@ def parse_time_ms(value: object) -> int:
                 raise DecodeError(f"unparsable time {text[:40]!r}") from None
             if dt.tzinfo is None:
                 dt = dt.replace(tzinfo=UTC)
-            return int(round(dt.timestamp() * 1000))
+            return _in_range(dt.timestamp() * 1000.0)
     if not math.isfinite(num):
         raise DecodeError("non-finite time")
-    ms = num if abs(num) >= _MS_CUTOFF else num * 1000.0
-    if abs(ms) > 1e16:
-        raise DecodeError("time out of range")
+    return _in_range(num if abs(num) >= _MS_CUTOFF else num * 1000.0)
+
+
+def _in_range(ms: float) -> int:
+    if not _MIN_MS <= ms <= _MAX_MS:
+        raise DecodeError("time out of range (years 1 to 9999)")
     return int(round(ms))
 
 
@@ -172,7 +179,7 @@ class Decoder:
             if raw_label not in (None, ""):
                 try:
                     label = int(float(raw_label))  # type: ignore[arg-type]
-                except (TypeError, ValueError):
+                except (TypeError, ValueError, OverflowError):  # OverflowError: inf
                     raise DecodeError(f"invalid label in field {cfg.label_field}") from None
         # Only a record that decoded completely may fix the channel names.
         self.channels = channels

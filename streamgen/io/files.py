@@ -35,9 +35,12 @@ def file_format(path: str | Path) -> str:
 
 
 def _open_text(path: Path, mode: str) -> IO[str]:
+    # surrogateescape: a byte that is not UTF-8 reaches the decoder (and the dead-letter
+    # output, byte for byte) instead of stopping the whole file with UnicodeDecodeError.
     if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path, mode + "b"), encoding="utf-8", newline="")
-    return open(path, mode, encoding="utf-8", newline="")
+        raw = gzip.open(path, mode + "b")
+        return io.TextIOWrapper(raw, encoding="utf-8", errors="surrogateescape", newline="")
+    return open(path, mode, encoding="utf-8", errors="surrogateescape", newline="")
 
 
 def read_raw(path: str | Path) -> Iterator[RawMessage]:
