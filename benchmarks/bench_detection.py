@@ -6,6 +6,8 @@ Usage::
     python benchmarks/bench_detection.py                 # full: 9 streams, 3 seeds
     python benchmarks/bench_detection.py --quick         # smoke run, < 3 min
     python benchmarks/bench_detection.py --json out.json --set model.lr=1e-3
+    python benchmarks/bench_detection.py --seeds 5 --seed 10 --markdown table.md
+    python benchmarks/bench_detection.py --set model.arch=mlp   # the MLP architecture
 
 Same as ``streamgen bench``; the logic lives in :mod:`streamgen.benchsuite`.
 """

@@ -11,7 +11,23 @@ it stretches the near-zero left tail and compressed real outliers to z < 4.)
 ``calibrate.quantile`` of raw scores (stochastic-approximation quantile); anomalous when > 1.
 The threshold is then 1.
 
-Flagged windows do not update the statistics. A key is *warm* after ``warmup_windows``.
+Flagged windows do not update the statistics, so that an anomaly cannot become the key's
+normal. Left at that, a key whose level changes for good would deadlock: every window after
+the change is flagged, so the statistics never learn the new level, so every window is
+flagged. A run of :data:`MAX_FLAGGED_RUN` consecutive flagged windows is therefore taken as a
+change of regime: the key's statistics restart from the next window, as for a new key (not
+warm, nothing flagged, for ``warmup_windows``). A change that keeps every window flagged is
+flagged for exactly ``MAX_FLAGGED_RUN`` windows; a smaller one, with some windows under the
+threshold, is learned through those windows as before (a 10x rise of a chi-square score was
+flagged 184 times, the last time 840 windows after the change). Anomalies shorter than the
+cap are protected exactly as before: the rule never fired on the benchmark suite, whose
+PR-AUCs stayed identical. The alternative, folding flagged windows in winsorized at the
+threshold, took longer the larger the shift (420 flagged windows for a 1000x rise, 885 for
+1e6x), inflated the variance on every genuine anomaly and lost 0.006-0.009 raw PR-AUC on the
+suite (MLP, 3 seeds). With ``quantile``, a flagged window still takes its quantile step,
+whose size is bounded whatever the score (see :meth:`Calibrator.update`).
+
+A key is *warm* after ``warmup_windows``.
 
 Examples
 --------
@@ -38,6 +54,12 @@ from streamgen.config import CalibrateConfig
 
 _EPS = 1e-12
 
+#: Consecutive flagged windows after which a key's statistics restart (see the module notes).
+#: Longer than any anomaly of the benchmark suite (at most 60 points, plus the window length
+#: of 32 during which its points are still in view) and about a quarter of the default
+#: calibration half-life: a condition that lasts that long is the key's new normal.
+MAX_FLAGGED_RUN = 250
+
 
 def _transform(score: float) -> float:
     return max(score, 0.0) ** (1.0 / 3.0)
@@ -47,14 +69,16 @@ class Calibrator:
     """Per-slot calibration state in flat arrays (arithmetic on Python floats: this runs once
     per scored window, and numpy scalar arithmetic cost several times more)."""
 
-    def __init__(self, cfg: CalibrateConfig) -> None:
+    def __init__(self, cfg: CalibrateConfig, max_flagged_run: int = MAX_FLAGGED_RUN) -> None:
         self.cfg = cfg
+        self.max_flagged_run = max_flagged_run  # 0 = never restart (flagged windows frozen)
         self.alpha = 1.0 - 0.5 ** (1.0 / cfg.half_life)
         self.threshold = cfg.threshold if cfg.method == "zscore" else 1.0
         self._quantile = cfg.method == "quantile"
         self.mu = np.zeros(0)
         self.var = np.zeros(0)
         self.count = np.zeros(0, dtype=np.int64)
+        self.run = np.zeros(0, dtype=np.int64)  # consecutive flagged windows per slot
 
     def ensure(self, n_slots: int) -> None:
         pad = n_slots - len(self.count)
@@ -62,11 +86,13 @@ class Calibrator:
             self.mu = np.concatenate([self.mu, np.zeros(pad)])
             self.var = np.concatenate([self.var, np.zeros(pad)])
             self.count = np.concatenate([self.count, np.zeros(pad, np.int64)])
+            self.run = np.concatenate([self.run, np.zeros(pad, np.int64)])
 
     def reset(self, slot: int) -> None:
         self.mu[slot] = 0.0
         self.var[slot] = 0.0
         self.count[slot] = 0
+        self.run[slot] = 0
 
     def calibrate(self, slot: int, score: float) -> float:
         """Calibrated value of ``score`` under the slot's current state (no update)."""
@@ -81,7 +107,9 @@ class Calibrator:
         sd = max(math.sqrt(float(self.var[slot])), 0.05 * abs(mu), _EPS)
         return (_transform(score) - mu) / sd
 
-    def update(self, slot: int, score: float) -> None:
+    def update(self, slot: int, score: float, flagged: bool = False) -> None:
+        """Fold ``score`` into the slot's statistics; a ``flagged`` one only moves the
+        quantile estimate (``quantile`` method) and leaves the z-score statistics alone."""
         n = int(self.count[slot])
         a = max(self.alpha, 1.0 / (n + 1))
         if self._quantile:
@@ -91,11 +119,20 @@ class Calibrator:
                 self.var[slot] = abs(score) + _EPS
             else:
                 # Robbins-Monro quantile step scaled by a running mean absolute deviation.
+                # The step's size does not depend on how far the score is, so an anomaly
+                # moves the quantile by one bounded step at most; withholding the step from
+                # flagged scores (the exceedances) would leave only the downward steps and
+                # drag the quantile down without end (29% of stationary chi-square scores
+                # were flagged after 2,000 windows). The MAD is what flagged scores skip.
                 mu, mad = float(self.mu[slot]), float(self.var[slot])
                 mu += a * mad * (q - float(score <= mu)) / max(1 - q, q) * 2
                 self.mu[slot] = mu
+                if flagged:
+                    return
                 self.var[slot] = mad + a * (abs(score - mu) - mad)
             self.count[slot] = n + 1
+            return
+        if flagged:
             return
         x = _transform(score)
         if n == 0:
@@ -109,11 +146,22 @@ class Calibrator:
         self.count[slot] = n + 1
 
     def observe(self, slot: int, score: float, protect: bool = True) -> tuple[float, bool]:
-        """Calibrate, then fold the score in unless it is anomalous. Returns (calibrated, warm)."""
+        """Calibrate, then fold the score in unless it is anomalous. Returns (calibrated, warm).
+
+        The ``MAX_FLAGGED_RUN``-th flagged window in a row restarts the slot's statistics.
+        """
         cal = self.calibrate(slot, score)
         warm = bool(self.count[slot] >= self.cfg.warmup_windows)
         if not (protect and warm and cal >= self.threshold):
+            self.run[slot] = 0
             self.update(slot, score)
+        else:
+            run = int(self.run[slot]) + 1
+            if self.max_flagged_run and run >= self.max_flagged_run:
+                self.reset(slot)
+            else:
+                self.run[slot] = run
+                self.update(slot, score, flagged=True)
         return cal, warm
 
     def state_dict(self, slots: np.ndarray) -> dict[str, Any]:
@@ -123,6 +171,7 @@ class Calibrator:
             "mu": torch.from_numpy(self.mu[slots].copy()),
             "var": torch.from_numpy(self.var[slots].copy()),
             "count": torch.from_numpy(self.count[slots].copy()),
+            "run": torch.from_numpy(self.run[slots].copy()),
         }
 
     def load_state_dict(self, state: dict[str, Any], slots: list[int]) -> None:
@@ -131,3 +180,5 @@ class Calibrator:
             self.mu[s] = float(state["mu"][i])
             self.var[s] = float(state["var"][i])
             self.count[s] = int(state["count"][i])
+            # Checkpoints written before the restart rule have no "run": start it at 0.
+            self.run[s] = int(state["run"][i]) if "run" in state else 0
