@@ -11,7 +11,11 @@ Per record, in source order:
 3. if the key has a full window: normalize it with the key's statistics *before* this point
    and queue it for scoring; else compute a finite fallback score (|z| of the point).
 
-Then one forward pass scores every queued window; each gets a raw score (a blend of the last
+Steps 2-3 run as one batched fold (:meth:`WindowStore.fold`, :meth:`Normalizer.fold`): a
+single Python pass assigns slots, then numpy gathers every window and span of the batch as it
+stood at its record; only the normalizer's per-point recursion stays a Python loop.
+
+Then one forward pass (in chunks) scores every queued window; each gets a raw score (a blend of the last
 point's error, the window's mean error, and the error of the previous window's one-step
 forecast for this point), a per-key calibrated score and an anomaly flag; alerts update;
 rows go to the sinks; finally the model takes a training step on spans that contain no
@@ -34,7 +38,7 @@ from streamgen.core.calibrate import Calibrator
 from streamgen.core.decode import Decoder
 from streamgen.core.normalize import Normalizer
 from streamgen.core.ports import Metrics, RawMessage, Sink
-from streamgen.core.window import LatenessGate, LateRecord, WindowStore
+from streamgen.core.window import BatchFold, LatenessGate, WindowStore
 from streamgen.models.online import OnlineLearner
 from streamgen.records import DeadLetter, Record
 
@@ -47,6 +51,21 @@ SCORE_COLUMNS = [
 def iso_ms(ts_ms: int) -> str:
     """Epoch ms → ISO-8601 UTC text with milliseconds."""
     return datetime.fromtimestamp(ts_ms / 1000, tz=UTC).isoformat(timespec="milliseconds")
+
+
+# Up to here (year 2223), ts_ms / 1000 as a float is exact to well under a microsecond, so
+# iso_ms and numpy's datetime64 text agree to the millisecond; outside, iso_ms is used as is.
+_ISO_FAST_MAX_MS = 8_000_000_000_000
+
+
+def iso_ms_batch(ts_ms: np.ndarray) -> list[str]:
+    """:func:`iso_ms` of many timestamps at once (one numpy call instead of one datetime
+    per record)."""
+    ts = np.asarray(ts_ms, np.int64)
+    if len(ts) and 0 <= ts.min() and ts.max() < _ISO_FAST_MAX_MS:
+        text = np.datetime_as_string(ts.astype("datetime64[ms]"), unit="ms")
+        return [t + "+00:00" for t in text.tolist()]
+    return [iso_ms(t) for t in ts.tolist()]
 
 
 @dataclass
@@ -70,6 +89,28 @@ class BatchStats:
     anomalies: int = 0
     loss: float = float("nan")
     timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class _Batch:
+    """One micro-batch after the fold: per record (batch order; late ones have ``fold.slot``
+    -1), the key's statistics before (``mean``, ``std``) and after (``*_after``) the point,
+    and the forecast made earlier for it (``fc_snap`` where ``has_fc``)."""
+
+    fold: BatchFold
+    ok: np.ndarray  # records folded (not late)
+    keys: list[str]
+    ts_ms: np.ndarray
+    values: np.ndarray  # (n, C)
+    key_id: np.ndarray
+    rec_seq: np.ndarray  # per-key sequence number within the batch
+    take_span: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray
+    mean_after: np.ndarray
+    std_after: np.ndarray
+    has_fc: np.ndarray
+    fc_snap: np.ndarray  # (n, C)
 
 
 class Engine:
@@ -157,6 +198,11 @@ class Engine:
                 self._dead(out, rows, st)
                 continue
             if self.gate is not None:
+                # A held record is state (checkpoints carry the gate), so the partition's
+                # offset covers it now: a restart must not read it again, nor skip it.
+                pos = out.position
+                if pos.offset > self.offsets.get((pos.topic, pos.partition), -1):
+                    self.offsets[(pos.topic, pos.partition)] = pos.offset
                 released, late = self.gate.offer(out)
                 if late is not None:
                     self._dead(_late(late), rows, st)
@@ -213,176 +259,169 @@ class Engine:
     ) -> None:
         if self.store is None:
             self._build(len(records[0][1].values))
+        store, learner = self.store, self.learner
+        assert store is not None and learner is not None
+        t0 = time.perf_counter()
+        b = self._fold(records, rows, st)
+        fold, ok = b.fold, b.ok
+        t1 = time.perf_counter()
+        iso = iso_ms_batch(b.ts_ms)
+        flagged_seq: dict[str, list[int]] = {}  # per key: batch sequence of flagged points
+        wi = np.flatnonzero(fold.ready)
+        if len(wi):
+            self._score(records, rows, iso, b, wi, flagged_seq, st)
+        # Records without a scored window: the point's squared z under the key's statistics.
+        rest = ok[~fold.ready[ok]]
+        z_point = (b.values[rest] - b.mean[rest]) / b.std[rest]
+        fallback = np.mean(np.minimum(z_point**2, 1e6), axis=1).tolist()
+        for r, score in zip(rest.tolist(), fallback, strict=True):
+            rows[records[r][0]] = self._row(records[r][1], iso[r], score, 0.0, False, False)
+        t2 = time.perf_counter()
+        self._learn(b, flagged_seq, st)
+        self.records_total += len(records)
+        self.metrics.last_event_timestamp(int(b.ts_ms.max()) / 1000.0)
+        st.timings.update(window=t1 - t0, score=t2 - t1, learn=time.perf_counter() - t2)
+
+    def _fold(
+        self, records: list[tuple[int, Record]], rows: list[dict[str, Any]], st: BatchStats
+    ) -> _Batch:
+        """Fold the batch into the windows and the normalizer; every per-key quantity is
+        taken as of each record's arrival (:class:`BatchFold` keeps each key's earlier ring
+        next to its new points; the normalizer returns the statistics before and after each
+        point)."""
         store, norm, learner = self.store, self.normalizer, self.learner
         assert store is not None and norm is not None and learner is not None
-        t0 = time.perf_counter()
-        W, H = store.length, store.horizon
-        stride = self.cfg.window.stride
+        H, C = store.horizon, store.n_channels
         n = len(records)
-        C = store.n_channels
-        # Per-record snapshots, filled in the sequential fold below; the arithmetic on them
-        # is vectorized afterwards (the per-record Python loop is the engine's hot path).
-        rec_slot = np.full(n, -1, np.int64)
-        rec_seq = np.zeros(n, np.int64)  # per-key sequence number within the batch
-        values = np.empty((n, C), np.float64)
-        mean_snap = np.empty((n, C), np.float64)  # key statistics before the point
-        std_snap = np.empty((n, C), np.float64)
-        fc_snap = np.zeros((n, C), np.float32)  # forecast made earlier for this point
-        has_fc = np.zeros(n, bool)
-        win_idx: list[int] = []  # records that end a scored window
-        raw_windows: list[np.ndarray] = []
-        span_idx: list[int] = []
-        raw_spans: list[np.ndarray] = []
-        span_mean: list[np.ndarray] = []
-        span_std: list[np.ndarray] = []
-        seq: dict[str, int] = {}
+        recs = [r for _, r in records]
+        keys = [r.key for r in recs]
+        ts_ms = np.array([r.ts_ms for r in recs], np.int64)
+        values = np.array([r.values for r in recs], np.float64).reshape(n, C)
         # Training uses at most budget new spans per batch; sample that many (with margin
         # for spans dropped by protection) instead of copying a span for every record.
         mc = self.cfg.model
         budget = 2 * mc.max_steps_per_batch * max(1, int(mc.train_batch * (1 - mc.replay_fraction)))
         take_span = learner.rng.random(n) < min(1.0, budget / max(1, n))
-        for i, (_, rec) in enumerate(records):
-            pos = rec.position
-            try:
-                slot, is_new = store.append(rec.key, rec.ts_ms, rec.values)
-            except LateRecord:
-                rows[records[i][0]] = self._dead_row(_late(rec), st)
-                continue
-            if is_new:
-                self._ensure()
-                self._reset_slot(slot)
-            self.key_partition[rec.key] = (pos.topic, pos.partition)
-            rec_slot[i] = slot
-            values[i] = rec.values
-            mean_snap[i] = norm.mean[slot]
-            std_snap[i] = sd = norm.std(slot)
-            age = self.fc_age[slot] = self.fc_age[slot] + 1
-            if self.has_fc[slot] and age <= H:
-                has_fc[i] = True
-                fc_snap[i] = self.prev_fc[slot, age - 1]
-            if store.count[slot] >= W and store.since_emit[slot] >= stride:
-                store.since_emit[slot] = 0
-                raw_windows.append(store.window(slot))
-                win_idx.append(i)
-            norm.update(slot, rec.values, frozen=bool(self.last_anom[slot]))
-            k = seq.get(rec.key, 0)
-            seq[rec.key] = k + 1
-            rec_seq[i] = k
-            if take_span[i] and store.count[slot] >= W + H and not store.span_flagged(slot):
-                raw_spans.append(store.span(slot))
-                span_idx.append(i)
-                span_mean.append(norm.mean[slot].copy())
-                span_std.append(norm.std(slot))
-            off = self.offsets.get((pos.topic, pos.partition), -1)
-            if pos.offset > off:
-                self.offsets[(pos.topic, pos.partition)] = pos.offset
+        fold = store.fold(keys, ts_ms.tolist(), values, self.cfg.window.stride)
+        self._ensure()
+        ok = np.flatnonzero(fold.slot >= 0)
+        for i in np.flatnonzero(fold.slot < 0).tolist():
+            rows[records[i][0]] = self._dead_row(_late(recs[i]), st)
+        sslot, fresh, live = fold.seg_slot, fold.seg_fresh, np.flatnonzero(fold.seg_alive)
+        carried = ~fresh
+        # Per segment, the key's state before the batch (none for a key new to the store).
+        frozen = carried & self.last_anom[sslot]
+        seg_has_fc = carried & self.has_fc[sslot]
+        seg_fc_age = np.where(carried, self.fc_age[sslot], 0)
+        stats = norm.fold(sslot, fresh, frozen, live, fold.seg_len, values[fold.order])
+        # Mean and std before each point, then after it, back in batch order (late: 0 and 1).
+        mean, std, mean_after, std_after = (
+            _scatter(s, fold.order, n, float(k % 2)) for k, s in enumerate(stats)
+        )
+        # The forecast made earlier for each point, if the key's last one reaches it.
+        seg, pos = fold.seg[ok], fold.pos[ok]
+        age = seg_fc_age[seg] + pos + 1
+        near = seg_has_fc[seg] & (age <= H)
+        has_fc = np.zeros(n, bool)
+        has_fc[ok[near]] = True
+        fc_snap = np.zeros((n, C), np.float32)
+        fc_snap[ok[near]] = self.prev_fc[fold.slot[ok[near]], age[near] - 1]
+        # Slot state after the fold; a key new to the store starts from nothing.
+        lslot, lfresh = sslot[live], fresh[live]
+        new_slots = lslot[lfresh]
+        for slot in new_slots.tolist():
+            self.calibrator.reset(slot)
+        self.has_fc[new_slots] = False
+        self.last_anom[new_slots] = False
+        self.n_windows[new_slots] = 0
+        self.fc_age[lslot] = seg_fc_age[live] + fold.seg_len[live]
+        # Per key (not slot: a slot can change hands mid-batch) sequence within the batch.
+        kid: dict[str, int] = {}
+        key_id = np.array([kid.setdefault(k, len(kid)) for k in keys], np.int64)
+        rec_seq = np.zeros(n, np.int64)
+        by_key = ok[np.argsort(key_id[ok], kind="stable")]
+        per_key = np.bincount(key_id[ok], minlength=len(kid))
+        rec_seq[by_key] = np.arange(len(by_key)) - np.repeat(np.cumsum(per_key) - per_key,
+                                                              per_key)
+        kp, offsets = self.key_partition, self.offsets
+        for i in ok.tolist():
+            p = recs[i].position
+            tp = (p.topic, p.partition)
+            kp[keys[i]] = tp
+            if p.offset > offsets.get(tp, -1):
+                offsets[tp] = p.offset
         for key, _slot, reason in store.drain_evicted():
             self.metrics.keys_evicted(1, reason)
             ev = self.alerter.forget(key, int(store.last_ts.max()))
             if ev is not None and self.sinks.alerts is not None:
                 self.sinks.alerts.add(ev.as_dict())
-            self.key_partition.pop(key, None)
-        t1 = time.perf_counter()
-        clip = self.cfg.normalize.clip
-        z_point = (values - mean_snap) / std_snap  # (n, C)
-        in_window = np.zeros(n, bool)
-        in_window[win_idx] = True
-        # -- one forward pass for every ready window --------------------------------------
-        flagged_seq: dict[str, list[int]] = {}
-        if win_idx:
-            wi = np.asarray(win_idx)
-            m, sd = mean_snap[wi][:, None, :], std_snap[wi][:, None, :]
-            windows = np.clip((np.stack(raw_windows) - m) / sd, -clip, clip).astype(np.float32)
-            res = learner.score(windows)
-            ps = res.point_score
-            c = self.cfg.model
-            fc_raw = res.forecast * sd + m
-            # [models: in-batch forecasts] A window's key may have an earlier window in this
-            # same batch: its continuation (same pass, same weights, made without seeing this
-            # point, so still prequential) is the freshest forecast for this point. Without
-            # it only the first H points of each key in a batch had a forecast at all.
-            kid: dict[str, int] = {}  # keys, not slots: a slot can change hands mid-batch
-            w_key = np.array([kid.setdefault(records[i][1].key, len(kid)) for i in win_idx])
-            w_seq = rec_seq[wi]
-            order = np.lexsort((w_seq, w_key))
-            same = w_key[order[1:]] == w_key[order[:-1]]
-            cur, prev = order[1:][same], order[:-1][same]
-            age = w_seq[cur] - w_seq[prev]
-            near = age <= H
-            fc_snap[wi[cur[near]]] = fc_raw[prev[near], age[near] - 1]
-            has_fc[wi[cur[near]]] = True
-            # Error of the forecast made earlier for this point (same units as point_score:
-            # mean over channels of squared z-error); the newest point's reconstruction
-            # error stands in where no forecast exists yet.
-            fe_z = (values[wi] - fc_snap[wi]) / std_snap[wi]
-            fe = np.where(has_fc[wi], np.mean(np.minimum(fe_z**2, 1e6), axis=1), ps[:, -1])
-            raw = c.score_last * ps[:, -1] + c.score_window * ps.mean(1) + c.score_forecast * fe
-            raw = np.nan_to_num(raw, nan=1e6, posinf=1e6)
-            spread = None if res.forecast_std is None else res.forecast_std * sd
-            st.windows = len(win_idx)
-            model_ok = learner.warm
-            cal_list = []
-            for j, i in enumerate(win_idx):
-                row_idx, rec = records[i]
-                slot = int(rec_slot[i])
-                if store.keys[slot] != rec.key:
-                    # The key was evicted later in this batch and its slot reused.
-                    rows[row_idx] = self._row(rec, float(raw[j]), 0.0, False, False)
-                    continue
-                score = float(raw[j])
-                if model_ok:
-                    cal, cal_warm = self.calibrator.observe(slot, score)
-                else:
-                    # Scores of an untrained model say nothing about the key's normal error
-                    # level: keep them out of the calibrator's statistics.
-                    cal, cal_warm = self.calibrator.calibrate(slot, score), False
-                warm = cal_warm and model_ok
-                anom = bool(warm and cal >= self.threshold)
-                later = int(seq[rec.key] - 1 - rec_seq[i])  # newer points of this key
-                self.last_anom[slot] = anom
-                self.prev_fc[slot] = fc_raw[j]
-                self.fc_age[slot] = later
-                self.has_fc[slot] = True
-                self.n_windows[slot] += 1
-                cal_list.append(cal)
-                if anom:
-                    st.anomalies += 1
-                    store.flag_back(slot, later)
-                    flagged_seq.setdefault(rec.key, []).append(int(rec_seq[i]))
-                if warm and self.cfg.alerting.enabled:
-                    ev = self.alerter.update(rec.key, rec.ts_ms, cal)
-                    if ev is not None:
-                        self.metrics.alert_event(ev.state)
-                        if self.sinks.alerts is not None:
-                            self.sinks.alerts.add(ev.as_dict())
-                rows[row_idx] = self._row(rec, score, cal, anom, warm)
-                if (
-                    self.sinks.continuations is not None
-                    and self.n_windows[slot] % self.cfg.output.continuations_every == 0
-                ):
-                    self.sinks.continuations.add(self._continuation(rec, fc_raw[j], spread, j))
-            self.metrics.scores(c.name, cal_list)
-            self.metrics.anomalies(c.name, st.anomalies)
-            if has_fc[wi].any():
-                err = np.sqrt(np.mean(fe_z[has_fc[wi]] ** 2, axis=1)).mean()
-                self.metrics.forecast_error(c.name, float(err))
-        # Records without a scored window: the point's squared z under the key's statistics.
-        fallback = np.mean(np.minimum(z_point**2, 1e6), axis=1)
-        for r in np.flatnonzero((rec_slot >= 0) & ~in_window).tolist():
-            rows[records[r][0]] = self._row(records[r][1], float(fallback[r]), 0.0, False, False)
-        t2 = time.perf_counter()
-        # -- learn on spans with no flagged point ------------------------------------------
-        keep = []
-        for j, i in enumerate(span_idx):
-            fl = flagged_seq.get(records[i][1].key)
-            k = rec_seq[i]
-            if not (fl and any(k - W - H < f <= k for f in fl)):
-                keep.append(j)
+            if key not in store.slots:  # it may have come back later in the batch
+                self.key_partition.pop(key, None)
+        return _Batch(fold, ok, keys, ts_ms, values, key_id, rec_seq, take_span, mean, std,
+                      mean_after, std_after, has_fc, fc_snap)
+
+    def _score(
+        self, records: list[tuple[int, Record]], rows: list[dict[str, Any]], iso: list[str],
+        b: _Batch, wi: np.ndarray, flagged_seq: dict[str, list[int]], st: BatchStats,
+    ) -> None:
+        """One forward pass (in chunks) for every ready window ``wi``, then judge each."""
+        assert self.learner is not None
+        c = self.cfg.model
+        H, clip = c.horizon, self.cfg.normalize.clip
+        m, sd = b.mean[wi][:, None, :], b.std[wi][:, None, :]
+        windows = np.clip((b.fold.windows(wi) - m) / sd, -clip, clip).astype(np.float32)
+        res = self.learner.score(windows)
+        ps = res.point_score
+        fc_raw = res.forecast * sd + m
+        # [models: in-batch forecasts] A window's key may have an earlier window in this
+        # same batch: its continuation (same pass, same weights, made without seeing this
+        # point, so still prequential) is the freshest forecast for this point. Without
+        # it only the first H points of each key in a batch had a forecast at all.
+        fc_snap, has_fc = b.fc_snap, b.has_fc
+        w_key = b.key_id[wi]
+        w_seq = b.rec_seq[wi]
+        w_order = np.lexsort((w_seq, w_key))
+        same = w_key[w_order[1:]] == w_key[w_order[:-1]]
+        cur, prev = w_order[1:][same], w_order[:-1][same]
+        gap = w_seq[cur] - w_seq[prev]
+        close = gap <= H
+        fc_snap[wi[cur[close]]] = fc_raw[prev[close], gap[close] - 1]
+        has_fc[wi[cur[close]]] = True
+        # Error of the forecast made earlier for this point (same units as point_score:
+        # mean over channels of squared z-error); the newest point's reconstruction
+        # error stands in where no forecast exists yet.
+        fe_z = (b.values[wi] - fc_snap[wi]) / b.std[wi]
+        fe = np.where(has_fc[wi], np.mean(np.minimum(fe_z**2, 1e6), axis=1), ps[:, -1])
+        raw = c.score_last * ps[:, -1] + c.score_window * ps.mean(1) + c.score_forecast * fe
+        raw = np.nan_to_num(raw, nan=1e6, posinf=1e6)
+        st.windows = len(wi)
+        spread = None if res.forecast_std is None else res.forecast_std * sd
+        self._judge(records, rows, iso, b, wi, raw, fc_raw, spread, flagged_seq, st)
+        if has_fc[wi].any():
+            err = np.sqrt(np.mean(fe_z[has_fc[wi]] ** 2, axis=1)).mean()
+            self.metrics.forecast_error(c.name, float(err))
+
+    def _learn(self, b: _Batch, flagged_seq: dict[str, list[int]], st: BatchStats) -> None:
+        """A training step on the sampled spans that hold no flagged point."""
+        store, learner = self.store, self.learner
+        assert store is not None and learner is not None
+        W, H, C = store.length, store.horizon, store.n_channels
+        fold, ok = b.fold, b.ok
+        cand = ok[b.take_span[ok] & (fold.count[ok] >= W + H)]
+        span_idx = cand[~fold.span_flagged(cand)]
+        if flagged_seq:
+            keep = []
+            for j, i in enumerate(span_idx.tolist()):
+                fl = flagged_seq.get(b.keys[i])
+                k = b.rec_seq[i]
+                if not (fl and any(k - W - H < f <= k for f in fl)):
+                    keep.append(j)
+            span_idx = span_idx[keep]
         spans = np.zeros((0, W + H, C), np.float32)
-        if keep:
-            m = np.stack(span_mean)[keep][:, None, :]
-            sd = np.stack(span_std)[keep][:, None, :]
-            spans = np.clip((np.stack(raw_spans)[keep] - m) / sd, -clip, clip).astype(np.float32)
+        if len(span_idx):
+            clip = self.cfg.normalize.clip
+            m, sd = b.mean_after[span_idx][:, None, :], b.std_after[span_idx][:, None, :]
+            spans = np.clip((fold.spans(span_idx) - m) / sd, -clip, clip).astype(np.float32)
         if len(spans) or learner.replay_n:
             stats = learner.learn(spans)
             st.loss = stats["loss"]
@@ -393,34 +432,106 @@ class Engine:
             )
             if stats["rolled_back"]:
                 self.metrics.rollback(self.cfg.model.name)
-        self.records_total += len(records)
-        last = max(r.ts_ms for _, r in records)
-        self.metrics.last_event_timestamp(last / 1000.0)
-        st.timings.update(window=t1 - t0, score=t2 - t1, learn=time.perf_counter() - t2)
+
+    def _judge(
+        self, records: list[tuple[int, Record]], rows: list[dict[str, Any]], iso: list[str],
+        b: _Batch, wi: np.ndarray, raw: np.ndarray, fc_raw: np.ndarray,
+        spread: np.ndarray | None, flagged_seq: dict[str, list[int]], st: BatchStats,
+    ) -> None:
+        """Calibrate each scored window in order, flag, alert, and fill its row."""
+        store, fold = self.store, b.fold
+        assert store is not None and self.learner is not None
+        c = self.cfg.model
+        seg = fold.seg[wi]
+        alive = fold.seg_alive[seg]
+        w_slot = fold.slot[wi]
+        later = (fold.seg_len[seg] - 1 - fold.pos[wi]).tolist()  # newer points of the key
+        # The key's window count after each window (continuations_every).
+        rank = np.empty(len(wi), np.int64)
+        by_seg = np.argsort(seg, kind="stable")
+        cnt = np.bincount(seg)
+        rank[by_seg] = np.arange(len(wi)) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+        nw = (self.n_windows[w_slot] + rank + 1).tolist()
+        conts = self.sinks.continuations
+        every = self.cfg.output.continuations_every
+        fc_round = np.round(fc_raw, 6) if conts is not None else fc_raw
+        spread_round = None if spread is None or conts is None else np.round(spread, 6)
+        cal_obs, cal_only = self.calibrator.observe, self.calibrator.calibrate
+        model_ok = self.learner.warm
+        alerting = self.cfg.alerting.enabled
+        thr = self.threshold
+        anom_w = np.zeros(len(wi), bool)
+        cal_list = []
+        raw_l = raw.tolist()
+        for j, (i, slot, live) in enumerate(zip(wi.tolist(), w_slot.tolist(), alive.tolist(),
+                                                strict=True)):
+            row_idx, rec = records[i]
+            score = raw_l[j]
+            if not live:
+                # The key was evicted later in this batch and its slot reused.
+                rows[row_idx] = self._row(rec, iso[i], score, 0.0, False, False)
+                continue
+            if model_ok:
+                cal, cal_warm = cal_obs(slot, score)
+            else:
+                # Scores of an untrained model say nothing about the key's normal error
+                # level: keep them out of the calibrator's statistics.
+                cal, cal_warm = cal_only(slot, score), False
+            warm = cal_warm and model_ok
+            anom = bool(warm and cal >= thr)
+            cal_list.append(cal)
+            if anom:
+                anom_w[j] = True
+                st.anomalies += 1
+                store.flag_back(slot, later[j])
+                flagged_seq.setdefault(rec.key, []).append(int(b.rec_seq[i]))
+            if warm and alerting:
+                ev = self.alerter.update(rec.key, rec.ts_ms, cal)
+                if ev is not None:
+                    self.metrics.alert_event(ev.state)
+                    if self.sinks.alerts is not None:
+                        self.sinks.alerts.add(ev.as_dict())
+            rows[row_idx] = self._row(rec, iso[i], score, cal, anom, warm)
+            if conts is not None and nw[j] % every == 0:
+                cont = {
+                    "key": rec.key, "ts": iso[i], "ts_ms": rec.ts_ms,
+                    "horizon": int(fc_raw.shape[1]), "channels": self.channels,
+                    "forecast": fc_round[j].tolist(), "model": c.name,
+                }
+                if spread_round is not None:
+                    cont["spread"] = spread_round[j].tolist()
+                conts.add(cont)
+        # Each live key's newest window sets its state for the next batch.
+        lw = np.flatnonzero(alive)
+        if len(lw):
+            _, back = np.unique(seg[lw][::-1], return_index=True)
+            last = lw[len(lw) - 1 - back]
+            ls = w_slot[last]
+            self.last_anom[ls] = anom_w[last]
+            self.prev_fc[ls] = fc_raw[last]
+            self.fc_age[ls] = np.asarray(later)[last]
+            self.has_fc[ls] = True
+            np.add.at(self.n_windows, w_slot[lw], 1)
+        self.metrics.scores(c.name, cal_list)
+        self.metrics.anomalies(c.name, st.anomalies)
 
     def _dead_row(self, dl: DeadLetter, st: BatchStats) -> dict[str, Any]:
         tmp: list[dict[str, Any]] = []
         self._dead(dl, tmp, st)
         return tmp[0]
 
-    def _row(self, rec: Record, score: float, cal: float, anom: bool, warm: bool) -> dict:
+    def _row(
+        self, rec: Record, ts_text: str, score: float, cal: float, anom: bool, warm: bool
+    ) -> dict[str, Any]:
         assert self.learner is not None
+        pos = rec.position
         return {
-            "key": rec.key, "timestamp": iso_ms(rec.ts_ms), "ts_ms": rec.ts_ms,
+            "key": rec.key, "timestamp": ts_text, "ts_ms": rec.ts_ms,
             "score": score, "calibrated": cal, "threshold": self.threshold, "is_anomaly": anom,
             "warm": warm, "error": None, "model": self.cfg.model.name,
-            "step": self.learner.step, **rec.position.as_dict(), "label": rec.label,
+            "step": self.learner.step, "topic": pos.topic, "partition": pos.partition,
+            "offset": pos.offset, "label": rec.label,
         }
-
-    def _continuation(self, rec: Record, fc: np.ndarray, spread: np.ndarray | None, j: int):
-        row: dict[str, Any] = {
-            "key": rec.key, "ts": iso_ms(rec.ts_ms), "ts_ms": rec.ts_ms,
-            "horizon": int(fc.shape[0]), "channels": self.channels,
-            "forecast": np.round(fc, 6).tolist(), "model": self.cfg.model.name,
-        }
-        if spread is not None:
-            row["spread"] = np.round(spread[j], 6).tolist()
-        return row
 
     def _emit(self, rows: list[dict[str, Any]]) -> None:
         sink = self.sinks.scores
@@ -433,6 +544,13 @@ class Engine:
     def flush_sinks(self) -> None:
         for s in self.sinks.all():
             s.flush()
+
+
+def _scatter(rows: np.ndarray, order: np.ndarray, n: int, fill: float) -> np.ndarray:
+    """``rows`` (one per index of ``order``) placed at ``order`` in an ``(n, C)`` array."""
+    out = np.full((n, rows.shape[1]), fill)
+    out[order] = rows
+    return out
 
 
 def _late(rec: Record) -> DeadLetter:

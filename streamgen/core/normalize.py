@@ -123,6 +123,109 @@ class Normalizer:
         self.sd[slot] = np.sqrt(np.maximum(self.var[slot], self._min_var))
         return True
 
+    def fold(
+        self, seg_slot: np.ndarray, fresh: np.ndarray, frozen: np.ndarray, live: np.ndarray,
+        seg_len: np.ndarray, x: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Fold a batch's points into the statistics, segment by segment, as :meth:`update`
+        would one point at a time.
+
+        ``x`` holds the points ``(n, C)`` grouped by segment (``seg_len[s]`` points of segment
+        ``s`` in a row, in time order). A segment continues its slot's statistics, or starts
+        from none when ``fresh``; ``frozen`` segments take no points once warm. Only ``live``
+        segments (the slot's last) write their statistics back.
+
+        Returns ``(mean, std)`` of each point's key *before* the point and *after* it, each
+        ``(n, C)``.
+        """
+        S, C = len(seg_slot), self.n_channels
+        n = len(x)
+        bounds = np.concatenate([[0], np.cumsum(seg_len)]).tolist()
+        carried = ~fresh
+        c_slot = seg_slot[carried]
+        mean0 = np.zeros((S, C))
+        var0 = np.zeros((S, C))
+        sd0 = np.full((S, C), self.cfg.min_std)
+        count0 = np.zeros(S, np.int64)
+        mean0[carried], var0[carried] = self.mean[c_slot], self.var[c_slot]
+        sd0[carried], count0[carried] = self.sd[c_slot], self.count[c_slot]
+        means, vars_, sds = mean0.tolist(), var0.tolist(), sd0.tolist()
+        counts, frz = count0.tolist(), frozen.tolist()
+        mb: list[Any] = [None] * n
+        sb: list[Any] = [None] * n
+        ma: list[Any] = [None] * n
+        sa: list[Any] = [None] * n
+        step = self._fold_scalar if C <= _SCALAR_CHANNELS else self._fold_vector
+        xs = x.tolist() if C <= _SCALAR_CHANNELS else list(x)
+        for s in range(S):
+            state = step(xs, bounds[s], bounds[s + 1], means[s], vars_[s], sds[s], counts[s],
+                         frz[s], mb, sb, ma, sa)
+            means[s], vars_[s], sds[s], counts[s] = state
+        out = tuple(np.array(v, np.float64).reshape(n, C) for v in (mb, sb, ma, sa))
+        if len(live):
+            ls = seg_slot[live]
+            self.mean[ls] = np.array([means[s] for s in live.tolist()], np.float64)
+            self.var[ls] = np.array([vars_[s] for s in live.tolist()], np.float64)
+            self.sd[ls] = np.array([sds[s] for s in live.tolist()], np.float64)
+            self.count[ls] = np.array([counts[s] for s in live.tolist()], np.int64)
+        return out  # type: ignore[return-value]
+
+    def _fold_scalar(
+        self, xs: list, lo: int, hi: int, m: list, v: list, sd: list, k: int, frozen: bool,
+        mb: list, sb: list, ma: list, sa: list,
+    ) -> tuple[list, list, list, int]:
+        # The arithmetic of _update_scalar on Python floats, one segment at a time; the lists
+        # m, v, sd are replaced on every fold, never changed, so snapshots can share them.
+        alpha, fz, min_var, minp = self.alpha, self.cfg.freeze_z, self._min_var, self.min_points
+        sqrt = math.sqrt
+        for i in range(lo, hi):
+            xi = xs[i]
+            mb[i], sb[i] = m, sd
+            fold = True
+            if k >= minp:
+                if frozen:
+                    fold = False
+                else:
+                    for xc, mc, sc in zip(xi, m, sd, strict=True):
+                        if abs(xc - mc) > fz * sc:
+                            fold = False
+                            break
+            if fold:
+                a = max(alpha, 1.0 / (k + 1)) if k else 1.0
+                nm, nv, ns = [], [], []
+                for xc, mc, vc in zip(xi, m, v, strict=True):
+                    d = xc - mc
+                    vv = (1.0 - a) * (vc + a * d * d)
+                    nm.append(mc + a * d)
+                    nv.append(vv)
+                    ns.append(sqrt(max(vv, min_var)))
+                m, v, sd = nm, nv, ns
+                k += 1
+            ma[i], sa[i] = m, sd
+        return m, v, sd, k
+
+    def _fold_vector(
+        self, xs: list, lo: int, hi: int, m: list, v: list, sd: list, k: int, frozen: bool,
+        mb: list, sb: list, ma: list, sa: list,
+    ) -> tuple[list, list, list, int]:
+        # Many channels: the arithmetic of _update_vector on arrays.
+        mean, var, std = np.array(m), np.array(v), np.array(sd)
+        for i in range(lo, hi):
+            x = xs[i]
+            mb[i], sb[i] = mean, std
+            if k >= self.min_points:
+                if frozen or (np.abs(x - mean) > self.cfg.freeze_z * std).any():
+                    ma[i], sa[i] = mean, std
+                    continue
+            a = max(self.alpha, 1.0 / (k + 1)) if k else 1.0
+            d = x - mean
+            mean = mean + a * d
+            var = (1.0 - a) * (var + a * d * d)
+            std = np.sqrt(np.maximum(var, self._min_var))
+            k += 1
+            ma[i], sa[i] = mean, std
+        return mean.tolist(), var.tolist(), std.tolist(), k
+
     def normalize(self, slot: int, window: np.ndarray) -> np.ndarray:
         """Map a raw ``(W, C)`` window into clipped z-units as float32."""
         z = self.zscore(slot, window)

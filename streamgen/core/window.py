@@ -4,6 +4,11 @@ All keys share one ``(slots, capacity, C)`` float32 array; a key owns a slot. ``
 ``W + H``: the newest ``W`` points form the window that is scored, and the whole ``W + H`` span
 is a training example (first ``W`` points in, last ``H`` points as the continuation target).
 
+The engine folds a whole micro-batch at once with :meth:`WindowStore.fold`: one Python pass
+assigns slots (LRU, late check), then numpy lays each key's ring and its new points end to end
+(:class:`BatchFold`), so every window and span of the batch is one gather, and the rings are
+written back once. :meth:`WindowStore.append` folds a single point (same semantics).
+
 Late and out-of-order records (``window.late_policy``):
 
 * ``drop`` (default): a record older than its key's newest point goes to the dead-letter sink
@@ -29,7 +34,8 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -39,6 +45,51 @@ from streamgen.records import Record
 
 class LateRecord(Exception):
     """Raised by :meth:`WindowStore.append` for a record older than its key's newest point."""
+
+
+@dataclass
+class BatchFold:
+    """Where :meth:`WindowStore.fold` put a micro-batch's points. Per record (batch order):
+    ``slot`` (-1 = late), ``seg`` (its segment), ``pos`` (index within the segment),
+    ``count`` (points its key holds after it), ``ready`` (it ends a due window) and ``row`` (its
+    row in ``ext``); ``order`` lists the accepted records grouped by segment. Per segment (a key's run in one slot): ``seg_slot``, ``seg_key``,
+    ``seg_fresh`` (the key is new to the store), ``seg_alive`` (the key still holds the slot
+    after the batch) and ``seg_len``. ``ext`` holds each segment's earlier ring followed by
+    its new points, so a window is ``length`` consecutive rows ending at the record's row.
+    """
+
+    length: int
+    capacity: int
+    slot: np.ndarray
+    seg: np.ndarray
+    pos: np.ndarray
+    count: np.ndarray
+    ready: np.ndarray
+    row: np.ndarray
+    order: np.ndarray
+    seg_slot: np.ndarray
+    seg_key: list[str]
+    seg_fresh: np.ndarray
+    seg_alive: np.ndarray
+    seg_len: np.ndarray
+    ext: np.ndarray  # (rows, C) float32
+    ext_flags: np.ndarray  # (rows,) bool: the point was flagged anomalous before this batch
+    _ar: np.ndarray
+
+    def _rows(self, idx: np.ndarray, n: int) -> np.ndarray:
+        return self.row[idx, None] - (n - 1) + self._ar[None, :n]
+
+    def windows(self, idx: np.ndarray) -> np.ndarray:
+        """The ``(len(idx), W, C)`` windows ending at records ``idx``, as scored then."""
+        return self.ext[self._rows(idx, self.length)]
+
+    def spans(self, idx: np.ndarray) -> np.ndarray:
+        """The ``(len(idx), W + H, C)`` spans ending at records ``idx``."""
+        return self.ext[self._rows(idx, self.capacity)]
+
+    def span_flagged(self, idx: np.ndarray) -> np.ndarray:
+        """Whether the span ending at each record ``idx`` holds a point flagged before."""
+        return self.ext_flags[self._rows(idx, self.capacity)].any(axis=1)
 
 
 class WindowStore:
@@ -100,24 +151,28 @@ class WindowStore:
         self.keys.extend([None] * pad)
         self._free.extend(range(new - 1, old - 1, -1))
 
-    def _evict(self, key: str, reason: str) -> None:
+    def _evict(self, key: str, reason: str, reset: bool = True) -> None:
         slot = self.slots.pop(key)
         self.keys[slot] = None
+        self._free.append(slot)
+        self.evicted.append((key, slot, reason))
+        if reset:  # fold() defers this: it still reads the slot's old ring, then rewrites it
+            self._reset(slot)
+
+    def _reset(self, slot: int) -> None:
         self.count[slot] = 0
         self.head[slot] = 0
         self.since_emit[slot] = 0
         self.flags[slot] = False
         self.last_ts[slot] = np.iinfo(np.int64).min
-        self._free.append(slot)
-        self.evicted.append((key, slot, reason))
 
-    def _allocate(self, key: str) -> int:
+    def _allocate(self, key: str, reset: bool = True) -> int:
         if not self._free:
             if self.n_slots < self.max_keys:
                 self._grow()
             else:
                 oldest = next(iter(self.slots))
-                self._evict(oldest, "capacity")
+                self._evict(oldest, "capacity", reset)
         slot = self._free.pop()
         self.slots[key] = slot
         self.keys[slot] = key
@@ -180,6 +235,122 @@ class WindowStore:
         """Flag the point ``back`` positions before the newest (0 = newest) as anomalous."""
         if 0 <= back < min(self.capacity, self.count[slot]):
             self.flags[slot, (self.head[slot] - 1 - back) % self.capacity] = True
+
+    # -- batches -----------------------------------------------------------------------
+    def fold(
+        self, keys: Sequence[str], ts_ms: Sequence[int], values: np.ndarray, stride: int = 1
+    ) -> BatchFold:
+        """Fold a micro-batch of points (``values``: ``(n, C)``) in order, as :meth:`append`
+        would one by one; a late point is left out (``slot`` -1). Returns a :class:`BatchFold`
+        from which any window or span of the batch can be gathered afterwards.
+
+        A window is due (``ready``) when its key holds ``length`` points and ``stride`` points
+        arrived since its last due window.
+        """
+        n = len(keys)
+        rec_slot = np.full(n, -1, np.int64)
+        rec_seg = np.full(n, -1, np.int64)
+        # A segment is one key's run of points in one slot during this batch: the key's
+        # earlier points (its ring, unless it is new here) followed by the batch's points.
+        seg_slot: list[int] = []
+        seg_key: list[str] = []
+        seg_fresh: list[bool] = []
+        current: dict[int, int] = {}  # slot -> its latest segment
+        newest: dict[int, int] = {}  # slot -> newest accepted time in this batch
+        slots, last_ts = self.slots, self.last_ts
+        for i, (key, t) in enumerate(zip(keys, ts_ms, strict=True)):
+            slot = slots.get(key)
+            if slot is None:
+                # Evictions only unlink the old key here: its ring is still read below.
+                slot = self._allocate(key, reset=False)
+                current[slot] = len(seg_slot)
+                seg_slot.append(slot)
+                seg_key.append(key)
+                seg_fresh.append(True)
+            else:
+                s = current.get(slot)
+                if s is None:
+                    if t < last_ts[slot]:
+                        continue
+                    current[slot] = len(seg_slot)
+                    seg_slot.append(slot)
+                    seg_key.append(key)
+                    seg_fresh.append(False)
+                elif t < newest[slot]:
+                    continue
+                slots.move_to_end(key)
+            newest[slot] = t
+            rec_slot[i] = slot
+            rec_seg[i] = current[slot]
+        return self._fold_segments(
+            rec_slot, rec_seg, np.asarray(ts_ms, np.int64), values,
+            np.array(seg_slot, np.int64), seg_key, np.array(seg_fresh, bool),
+            np.array(sorted(current.values()), np.int64), stride,
+        )
+
+    def _fold_segments(
+        self, rec_slot: np.ndarray, rec_seg: np.ndarray, ts_ms: np.ndarray, values: np.ndarray,
+        seg_slot: np.ndarray, seg_key: list[str], seg_fresh: np.ndarray, live: np.ndarray,
+        stride: int,
+    ) -> BatchFold:
+        cap, W = self.capacity, self.length
+        S = len(seg_slot)
+        ok = np.flatnonzero(rec_seg >= 0)
+        seg = rec_seg[ok]
+        order = ok[np.argsort(seg, kind="stable")]  # records grouped by segment, in order
+        seg_len = np.bincount(seg, minlength=S)
+        first = np.cumsum(seg_len) - seg_len
+        pos = np.empty(len(rec_seg), np.int64)
+        pos[order] = np.arange(len(order)) - np.repeat(first, seg_len)
+        # Each segment's ring (oldest first) then its new points, end to end in one buffer.
+        base = cap * np.arange(S) + first
+        carried = ~seg_fresh
+        c_slot = seg_slot[carried]
+        count0 = np.zeros(S, np.int64)
+        since0 = np.zeros(S, np.int64)
+        count0[carried] = self.count[c_slot]
+        since0[carried] = self.since_emit[c_slot]
+        ext = np.zeros((S * cap + len(ok), self.n_channels), np.float32)
+        ext_flags = np.zeros(len(ext), bool)
+        if len(c_slot):
+            ring = (self.head[c_slot, None] + self._ar[None, :]) % cap
+            rows = base[carried, None] + self._ar[None, :]
+            ext[rows] = self.data[c_slot[:, None], ring]
+            ext_flags[rows] = self.flags[c_slot[:, None], ring]
+        rec_row = np.full(len(rec_seg), -1, np.int64)
+        rec_row[ok] = base[seg] + cap + pos[ok]
+        ext[rec_row[ok]] = values[ok]
+        count = np.zeros(len(rec_seg), np.int64)
+        count[ok] = count0[seg] + pos[ok] + 1
+        # Due windows: the first once the key holds W points and stride points arrived since
+        # the last due one, then every stride points.
+        p0 = np.maximum(np.maximum(W - count0 - 1, stride - since0 - 1), 0)
+        ready = np.zeros(len(rec_seg), bool)
+        d = pos[ok] - p0[seg]
+        ready[ok] = (d >= 0) & (d % stride == 0)
+        # Write back the slots' final state: the live (last) segment of each slot.
+        ls, m = seg_slot[live], seg_len[live]
+        last = m - 1 - p0[live]
+        since = np.where(last >= 0, last % stride, since0[live] + m)
+        tail = base[live, None] + m[:, None] + self._ar[None, :]  # the newest cap rows
+        self.data[ls] = ext[tail]
+        self.flags[ls] = ext_flags[tail]
+        self.head[ls] = 0
+        self.count[ls] = count0[live] + m
+        self.since_emit[ls] = since
+        newest = np.full(S, np.iinfo(np.int64).min, np.int64)
+        np.maximum.at(newest, seg, ts_ms[ok])
+        self.last_ts[ls] = np.where(m > 0, newest[live], self.last_ts[ls])
+        for _key, slot, _reason in self.evicted:
+            if self.keys[slot] is None:  # evicted and not taken again (not by fold itself)
+                self._reset(slot)
+        alive = np.zeros(S, bool)
+        alive[live] = True
+        return BatchFold(
+            length=W, capacity=cap, slot=rec_slot, seg=rec_seg, pos=pos, count=count,
+            ready=ready, row=rec_row, order=order, seg_slot=seg_slot, seg_key=seg_key, seg_fresh=seg_fresh,
+            seg_alive=alive, seg_len=seg_len, ext=ext, ext_flags=ext_flags, _ar=self._ar,
+        )
 
     # -- checkpoints -------------------------------------------------------------------
     def state_dict(self, keys: Iterable[str] | None = None) -> dict[str, Any]:
@@ -264,3 +435,61 @@ class LatenessGate:
 
     def held(self) -> int:
         return sum(len(h) for h in self._heaps.values())
+
+    # -- checkpoints -------------------------------------------------------------------
+    # Held records are state like a key's window: their offsets count as consumed, so a
+    # checkpoint must carry them, or a restart would skip them.
+    def state_dict(self, tps: Iterable[tuple[str, int]] | None = None) -> dict[str, Any]:
+        """Records held from source partitions ``tps`` (all when None), in release order,
+        and the release state of their keys: plain lists, dicts and tensors."""
+        import torch
+
+        want = None if tps is None else set(tps)
+        held = sorted(e for h in self._heaps.values() for e in h
+                      if want is None or (e[2].position.topic, e[2].position.partition) in want)
+        recs = [e[2] for e in held]
+        keys = sorted({r.key for r in recs})
+        return {
+            "key": [r.key for r in recs],
+            "ts_ms": torch.tensor([r.ts_ms for r in recs], dtype=torch.int64),
+            "values": torch.from_numpy(np.stack([r.values for r in recs]).astype(np.float64))
+            if recs else torch.zeros((0, 0), dtype=torch.float64),
+            "topic": [r.position.topic for r in recs],
+            "partition": torch.tensor([r.position.partition for r in recs], dtype=torch.int64),
+            "offset": torch.tensor([r.position.offset for r in recs], dtype=torch.int64),
+            "label": [r.label for r in recs],
+            "max_ts": {k: int(self._max_ts[k]) for k in keys},
+            "released": {k: int(self._released[k]) for k in keys if k in self._released},
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> int:
+        """Hold the records of :meth:`state_dict` again (merged); returns how many."""
+        from streamgen.records import Position
+
+        for i, key in enumerate(state["key"]):
+            pos = Position(state["topic"][i], int(state["partition"][i]), int(state["offset"][i]))
+            rec = Record(key=key, ts_ms=int(state["ts_ms"][i]),
+                         values=state["values"][i].numpy().copy(), position=pos,
+                         label=state["label"][i])
+            heapq.heappush(self._heaps.setdefault(key, []), (rec.ts_ms, next(self._tie), rec))
+        for name, table in (("max_ts", self._max_ts), ("released", self._released)):
+            for key, ts in state[name].items():
+                table[key] = max(int(ts), table.get(key, int(ts)))
+        return len(state["key"])
+
+    def remove(self, tps: Iterable[tuple[str, int]]) -> int:
+        """Forget records held from partitions ``tps`` (revoked or lost); returns how many."""
+        gone, n = set(tps), 0
+        for key, heap in list(self._heaps.items()):
+            keep = [e for e in heap if (e[2].position.topic, e[2].position.partition) not in gone]
+            if len(keep) == len(heap):
+                continue
+            n += len(heap) - len(keep)
+            if keep:
+                heapq.heapify(keep)
+                self._heaps[key] = keep
+            else:  # the key went with its partition: so does its release state
+                del self._heaps[key]
+                self._max_ts.pop(key, None)
+                self._released.pop(key, None)
+        return n

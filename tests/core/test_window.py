@@ -95,3 +95,62 @@ def test_reorder_gate_releases_in_time_order_and_loses_nothing(times, lateness):
     ts = [r.ts_ms for r in out]
     assert ts == sorted(ts)
     assert len(out) + len(late) == len(times)
+
+
+batches = st.lists(
+    st.lists(st.tuples(st.sampled_from("abcdef"), st.integers(-2, 3), st.floats(-1e3, 1e3)),
+             max_size=40),
+    min_size=1, max_size=6,
+)
+
+
+@given(batches, st.integers(1, 6), st.integers(1, 3), st.integers(2, 4), st.integers(1, 2),
+       st.lists(st.integers(0, 5), max_size=4))
+@settings(max_examples=150, deadline=None)
+def test_batch_fold_matches_point_by_point(bs, max_keys, stride, W, H, flag_backs):
+    """fold() of a batch = append() of each point (late points, LRU eviction, slot reuse
+    inside the batch, due windows and spans as of each point, flags from earlier batches)."""
+    ref = WindowStore(n_channels=1, length=W, horizon=H, max_keys=max_keys, initial_slots=1)
+    new = WindowStore(n_channels=1, length=W, horizon=H, max_keys=max_keys, initial_slots=1)
+    clock: dict[str, int] = {}
+    for batch in bs:
+        keys, ts, vals = [], [], []
+        for key, dt, v in batch:
+            clock[key] = clock.get(key, 0) + dt
+            keys.append(key)
+            ts.append(clock[key])
+            vals.append([v])
+        exp_slot, exp_win, exp_span = [], {}, {}
+        for i, (key, t, v) in enumerate(zip(keys, ts, vals, strict=True)):
+            try:
+                slot, _ = ref.append(key, t, np.array(v))
+            except LateRecord:
+                exp_slot.append(-1)
+                continue
+            exp_slot.append(slot)
+            if ref.count[slot] >= W and ref.since_emit[slot] >= stride:
+                ref.since_emit[slot] = 0
+                exp_win[i] = ref.window(slot)
+            if ref.count[slot] >= W + H:
+                exp_span[i] = (ref.span(slot), ref.span_flagged(slot))
+        fold = new.fold(keys, ts, np.array(vals, float).reshape(-1, 1), stride)
+        assert fold.slot.tolist() == exp_slot
+        assert np.flatnonzero(fold.ready).tolist() == sorted(exp_win)
+        if exp_win:
+            idx = np.array(sorted(exp_win))
+            np.testing.assert_array_equal(fold.windows(idx), np.stack([exp_win[i] for i in idx]))
+        if exp_span:
+            idx = np.array(sorted(exp_span))
+            np.testing.assert_array_equal(fold.spans(idx),
+                                          np.stack([exp_span[i][0] for i in idx]))
+            assert fold.span_flagged(idx).tolist() == [exp_span[i][1] for i in idx]
+        assert list(new.slots.items()) == list(ref.slots.items())
+        assert new.drain_evicted() == ref.drain_evicted()
+        for slot in ref.slots.values():
+            n = min(int(ref.count[slot]), W + H)
+            np.testing.assert_array_equal(new.span(slot)[W + H - n :], ref.span(slot)[W + H - n :])
+            for name in ("count", "since_emit", "last_ts"):
+                assert getattr(new, name)[slot] == getattr(ref, name)[slot], name
+        for back, slot in zip(flag_backs, list(ref.slots.values()), strict=False):
+            ref.flag_back(slot, back)
+            new.flag_back(slot, back)

@@ -94,3 +94,36 @@ def test_non_finite_loss_is_skipped_and_repeated_failures_roll_back(name):
         assert torch.equal(v, snapshot[k]), k  # back to the last good weights
     assert np.isfinite(lr.score(_spans(4, rng)[:, :W]).point_score).all()
     assert lr.learn(_spans(16, rng))["skipped"] == 0
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_scoring_in_chunks_matches_one_pass(name, device):
+    """A batch larger than score_chunk is scored in several passes with the same result
+    (the RVAE draws its samples per pass, so only its forecast's shape is compared)."""
+    cfg = ModelConfig(name=name, hidden=8, latent=4, horizon=H, device=device)
+    lr = OnlineLearner(cfg, C, W)
+    x = _spans(50, np.random.default_rng(2))[:, :W]
+    whole = lr.score(x)
+    lr.score_chunk = 7
+    parts = lr.score(x)
+    assert parts.point_score.shape == (50, W) and parts.forecast.shape == (50, H, C)
+    assert np.isfinite(parts.point_score).all()
+    if name == "sota":
+        np.testing.assert_allclose(parts.point_score, whole.point_score, rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(parts.forecast, whole.forecast, rtol=1e-4, atol=1e-6)
+    else:
+        assert parts.forecast_std is not None and parts.forecast_std.shape == (50, H, C)
+    assert lr.score(x[:0]).point_score.shape == (0, W)
+    if device == "cuda":  # inputs and results went through the reusable pinned buffers
+        assert lr._stage.is_pinned() and lr._out_host.is_pinned()
+
+
+def test_learning_off_and_replay_only_steps(name):
+    rng = np.random.default_rng(3)
+    off = OnlineLearner(ModelConfig(name=name, hidden=8, latent=4, horizon=H, device="cpu",
+                                    max_steps_per_batch=0), C, W)
+    assert np.isnan(off.learn(_spans(8, rng))["loss"]) and off.step == 0
+    lr = OnlineLearner(ModelConfig(name=name, hidden=8, latent=4, horizon=H, device="cpu"), C, W)
+    lr.learn(_spans(8, rng))
+    stats = lr.learn(np.zeros((0, W + H, C), np.float32))  # replay alone still trains
+    assert lr.step == 2 and np.isfinite(stats["loss"])
