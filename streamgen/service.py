@@ -6,8 +6,9 @@ them through the :class:`~streamgen.core.engine.Engine`, and every
 
 1. flushes the sinks (the producer): every row of every folded record is on the broker;
 2. writes state atomically under ``checkpoint.dir``: ``model.pt`` and, per partition,
-   ``partitions/<topic>-<p>.pt`` with that partition's keys and the offset of the last record
-   folded into them;
+   ``partitions/<topic>-<p>.pt`` with that partition's keys, the records the reorder gate
+   (``window.late_policy: reorder``) holds from it, and the offset of the last record taken into
+   that state (folded, dead-lettered or held);
 3. commits ``offset + 1`` to Kafka (lag monitoring, and the start position of a partition that
    has no checkpoint yet).
 
@@ -144,6 +145,7 @@ class PartitionCheckpoints:
             "offset": int(offset),
             "channels": list(engine.channels or []),
             "keys": checkpoint.keys_state(engine, keys) if engine.store is not None else None,
+            "held": checkpoint.held_state(engine, [tp]),
         }
         checkpoint.save_atomic(state, self.partition_path(tp))
 
@@ -254,6 +256,7 @@ class Service:
         self.owned: set[TP] = set()
         self._saved: dict[TP, int] = {}  # partition -> offset in its checkpoint file
         self._committed: dict[TP, int] = {}  # partition -> last committed next offset
+        self._held: dict[TP, int] = {}  # partition -> records its checkpoint put back in the gate
         self._model_saved_at = -1  # engine.records_total when model.pt was last written
         self._problems: dict[str, str] = {}
         self._stop = threading.Event()
@@ -381,9 +384,6 @@ class Service:
             return False
         self._resolved("connect")
         self.engine.sinks = self._make_sinks()
-        if self.cfg.window.late_policy == "reorder":
-            log.warning("window.late_policy=reorder: records held for reordering are not part "
-                        "of checkpoints; a crash or rebalance can drop them unscored")
         log.info("started", extra=_fields(
             bootstrap=k.bootstrap_servers, topics=k.topics or k.pattern, group=k.group_id,
             outputs={"scores": k.scores_topic, "continuations": k.continuations_topic,
@@ -556,7 +556,8 @@ class Service:
                 self.source.seek(tp, offset + 1)
                 resumed[f"{tp[0]}-{tp[1]}"] = offset
                 log.info("partition resumed from checkpoint",
-                         extra=_fields(topic=tp[0], partition=tp[1], offset=offset))
+                         extra=_fields(topic=tp[0], partition=tp[1], offset=offset,
+                                       held=self._held.get(tp, 0)))
         self.stats.resumed.update(resumed)
         self.stats.assigned = sorted(self.owned)
         log.info("partitions assigned", extra=_fields(
@@ -594,14 +595,18 @@ class Service:
                 return None
             engine = self.engine
             channels = list(state.get("channels") or [])
-            if state.get("keys") is not None and state["keys"]["windows"]["keys"]:
+            has_keys = state.get("keys") is not None and bool(state["keys"]["windows"]["keys"])
+            held = state.get("held")  # None in format 1 files (and without a reorder gate)
+            if has_keys or (held and held["key"]):
                 if engine.channels is not None and list(engine.channels) != channels:
                     raise CheckpointError(
                         f"channels {channels} differ from the engine's {engine.channels}")
+                engine.decoder.channels = channels
+            if has_keys:
                 if engine.store is None:
-                    engine.decoder.channels = channels
                     engine._build(len(channels))
                 checkpoint.load_keys_state(engine, state["keys"])
+            self._held[tp] = checkpoint.load_held_state(engine, held)
         except (CheckpointError, KeyError, ValueError) as exc:
             log.error("partition checkpoint unusable; starting from the committed offset",
                       extra=_fields(topic=tp[0], partition=tp[1], error=str(exc)))
@@ -621,10 +626,13 @@ class Service:
         for k in keys:
             engine.alerter.forget(k, 0)  # the new owner continues the alert from its state
             engine.key_partition.pop(k, None)
+        if engine.gate is not None:
+            engine.gate.remove(tps)  # held records belong to the partition's next owner
         for tp in tps:
             engine.offsets.pop(tp, None)
             self._saved.pop(tp, None)
             self._committed.pop(tp, None)
+            self._held.pop(tp, None)
             self.owned.discard(tp)
         self.stats.alerts_firing = engine.alerter.n_open
 

@@ -9,7 +9,8 @@ Layout for a live consumer (``checkpoint.dir``)::
 
     model.pt                        model, optimizer, step, replay buffer (shared by all keys)
     partitions/<topic>-<p>.pt       keys of that partition: windows, normalizers, calibrators,
-                                    alert state, and the offset of the last record folded in
+                                    alert state, records held by the reorder gate, and the
+                                    offset of the last record taken into that state
 
 For ``streamgen score --checkpoint-out FILE`` everything goes into one file.
 """
@@ -29,7 +30,11 @@ from streamgen.errors import CheckpointError
 if TYPE_CHECKING:
     from streamgen.core.engine import Engine
 
-FORMAT_VERSION = 1
+# 2: partition files (and full states) carry the records held by the reorder gate ("held").
+# Format 1 files still load (they hold none); a reader that only knows 1 refuses format 2, which
+# it would otherwise read while silently dropping the held records.
+FORMAT_VERSION = 2
+READABLE_FORMATS = (1, 2)
 
 
 def save_atomic(obj: dict[str, Any], path: str | Path) -> None:
@@ -65,8 +70,13 @@ def load(path: str | Path) -> dict[str, Any]:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad checkpoint
         raise CheckpointError(f"cannot read checkpoint {p}: {exc}".splitlines()[0]) from exc
-    if not isinstance(obj, dict) or obj.get("format") != FORMAT_VERSION:
+    if not isinstance(obj, dict) or "format" not in obj:
         raise CheckpointError(f"{p}: not a streamgen checkpoint (format {FORMAT_VERSION})")
+    if obj["format"] not in READABLE_FORMATS:
+        raise CheckpointError(
+            f"{p}: checkpoint format {obj['format']!r} is not readable by this version "
+            f"(reads {', '.join(map(str, READABLE_FORMATS))}); was it written by a newer one?"
+        )
     return obj
 
 
@@ -101,6 +111,25 @@ def keys_state(engine: Engine, keys: list[str] | None = None) -> dict[str, Any]:
         "alerts": engine.alerter.state_dict(ws["keys"]),
         "key_partition": {k: list(engine.key_partition.get(k, ("", -1))) for k in ws["keys"]},
     }
+
+
+def held_state(engine: Engine, tps: list[tuple[str, int]] | None = None) -> dict[str, Any] | None:
+    """Records the reorder gate holds from partitions ``tps`` (all when None); None without a
+    gate."""
+    return None if engine.gate is None else engine.gate.state_dict(tps)
+
+
+def load_held_state(engine: Engine, state: dict[str, Any] | None) -> int:
+    """Hold the records of :func:`held_state` in the engine's gate again; returns how many."""
+    if not state or not state["key"]:
+        return 0
+    if engine.gate is None:
+        # The pipeline stopped reordering since the checkpoint. A gate without lateness holds
+        # these until their key's next record and then acts as late_policy=drop does.
+        from streamgen.core.window import LatenessGate
+
+        engine.gate = LatenessGate(0)
+    return engine.gate.load_state_dict(state)
 
 
 def load_model_state(engine: Engine, state: dict[str, Any]) -> None:
@@ -142,6 +171,7 @@ def full_state(engine: Engine) -> dict[str, Any]:
     out = model_state(engine)
     out["kind"] = "full"
     out["keys"] = keys_state(engine)
+    out["held"] = held_state(engine)
     out["offsets"] = [[t, p, o] for (t, p), o in engine.offsets.items()]
     return out
 
@@ -150,5 +180,6 @@ def load_full_state(engine: Engine, state: dict[str, Any]) -> None:
     load_model_state(engine, state)
     if "keys" in state:
         load_keys_state(engine, state["keys"])
+    load_held_state(engine, state.get("held"))
     for t, p, o in state.get("offsets", []):
         engine.offsets[(t, int(p))] = int(o)

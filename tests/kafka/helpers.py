@@ -188,8 +188,10 @@ def read_topic(bootstrap: str, topic: str, timeout_s: float = 30.0) -> list[dict
 
 
 def write_pipeline(path: Path, bootstrap: str, topic: str, ckpt: Path | None, *,
-                   group: str, prefix: str, interval_s: float = 1.0,
+                   group: str, prefix: str, interval_s: float = 1.0, small: bool = True,
                    **sections: dict[str, Any]) -> Path:
+    """A ``streamgen run`` pipeline file; ``small=False`` keeps the default model and window
+    (on CPU) instead of :data:`SMALL_MODEL`; ``sections`` update the named sections."""
     cfg: dict[str, Any] = {
         "kafka": {"bootstrap_servers": bootstrap, "topics": [topic], "group_id": group,
                   "scores_topic": f"{prefix}.scores", "continuations_topic": None,
@@ -198,7 +200,7 @@ def write_pipeline(path: Path, bootstrap: str, topic: str, ckpt: Path | None, *,
         "checkpoint": {"dir": None if ckpt is None else str(ckpt),
                        "interval_seconds": interval_s},
         "metrics": {"enabled": False},
-        **SMALL_MODEL,
+        **(SMALL_MODEL if small else {"model": {"device": "cpu"}}),
     }
     for name, values in sections.items():
         cfg.setdefault(name, {}).update(values)
@@ -296,3 +298,39 @@ def window_counts(ckpt: Path) -> dict[str, int]:
         for key, count in zip(win["keys"], win["count"].tolist(), strict=True):
             out[key] += int(count)
     return dict(out)
+
+
+def interval_records(logs: Iterable[dict[str, Any]]) -> list[int]:
+    """Records processed in each checkpoint interval of one run (from its ``checkpoint`` log
+    lines; the first interval counts from the start of the run)."""
+    counts, prev = [], 0
+    for r in logs:
+        if r.get("msg") == "checkpoint":
+            counts.append(int(r["records"]) - prev)
+            prev = int(r["records"])
+    return counts
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident set size of a process (psutil when installed, else ``/proc/PID/status``)."""
+    try:
+        import psutil
+    except ImportError:
+        with open(f"/proc/{pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) * 1024
+        raise RuntimeError(f"no VmRSS for process {pid}") from None
+    return int(psutil.Process(pid).memory_info().rss)
+
+
+def scrape(url: str, timeout_s: float = 5.0) -> list[tuple[str, dict[str, str], float]]:
+    """Every sample of the Prometheus exposition at ``url``: (name, labels, value)."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(url, timeout=timeout_s) as resp:
+        text = resp.read().decode()
+    return [(s.name, dict(s.labels), float(s.value))
+            for family in text_string_to_metric_families(text) for s in family.samples]
