@@ -426,10 +426,10 @@ class LatenessGate:
         """Release everything held (end of a finite input), in time order per key."""
         out: list[Record] = []
         for key, heap in self._heaps.items():
+            if heap:
+                self._released[key] = max(e[2].ts_ms for e in heap)
             while heap:
                 out.append(heapq.heappop(heap)[2])
-            if out:
-                self._released[key] = out[-1].ts_ms
         self._heaps.clear()
         return sorted(out, key=lambda r: (r.ts_ms, r.position.partition, r.position.offset))
 

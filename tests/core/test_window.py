@@ -154,3 +154,14 @@ def test_batch_fold_matches_point_by_point(bs, max_keys, stride, W, H, flag_back
         for back, slot in zip(flag_backs, list(ref.slots.values()), strict=False):
             ref.flag_back(slot, back)
             new.flag_back(slot, back)
+
+
+def test_reorder_gate_flush_keeps_each_keys_own_release_time():
+    # After a flush, a key's late cut-off is its own newest released time, not another key's.
+    gate = LatenessGate(10_000)
+    gate.offer(_rec("a", 5_000, 0.0, 0))
+    gate.offer(_rec("b", 1_000, 0.0, 1))
+    assert len(gate.flush()) == 2
+    _, late_b = gate.offer(_rec("b", 2_000, 0.0, 2))  # after b's 1000: in order
+    _, late_a = gate.offer(_rec("a", 4_000, 0.0, 3))  # before a's 5000: late
+    assert late_b is None and late_a is not None
