@@ -270,10 +270,15 @@ class Engine:
         wi = np.flatnonzero(fold.ready)
         if len(wi):
             self._score(records, rows, iso, b, wi, flagged_seq, st)
-        # Records without a scored window: the point's squared z under the key's statistics.
+        # Records without a scored window: the point's squared z under the key's statistics,
+        # clipped like the model's inputs; 0 while the key has no spread yet (its first
+        # points), where any difference would otherwise score ~1e12.
         rest = ok[~fold.ready[ok]]
-        z_point = (b.values[rest] - b.mean[rest]) / b.std[rest]
-        fallback = np.mean(np.minimum(z_point**2, 1e6), axis=1).tolist()
+        nc = self.cfg.normalize
+        std = b.std[rest]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z_point = np.where(std > nc.min_std, (b.values[rest] - b.mean[rest]) / std, 0.0)
+        fallback = np.mean(np.clip(z_point, -nc.clip, nc.clip) ** 2, axis=1).tolist()
         for r, score in zip(rest.tolist(), fallback, strict=True):
             rows[records[r][0]] = self._row(records[r][1], iso[r], score, 0.0, False, False)
         t2 = time.perf_counter()

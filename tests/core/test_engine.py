@@ -164,3 +164,17 @@ def test_batch_size_does_not_change_scores_of_a_frozen_model(extra):
     sa = [r["score"] for r in a if r["error"] is None]
     sb = [r["score"] for r in b if r["error"] is None]
     assert sb == pytest.approx(sa, rel=1e-4, abs=1e-6)
+
+
+def test_cold_rows_score_zero_until_the_key_has_spread_then_clipped_z():
+    cfg = _cfg()
+    sink = ListSink()
+    eng = Engine(cfg, Sinks(scores=sink))
+    rows = make_stream(n_keys=3, n_points=20, seed=2, anomalies_per_key=0)
+    _run(eng, _msgs(rows))
+    first = {}
+    for r in sink.rows:
+        first.setdefault(r["key"], r)
+    assert all(r["score"] == 0.0 and not r["warm"] for r in first.values())
+    cold = [r["score"] for r in sink.rows if not r["warm"]]
+    assert max(cold) <= cfg.normalize.clip**2 and max(cold) > 0.0
