@@ -5,7 +5,9 @@ Each key (slot) keeps an EW mean and variance per channel with half-life
 ``|z|`` under the current statistics exceeds ``normalize.freeze_z`` on any channel, or when the
 key is currently flagged anomalous: the very points we are looking for must not become the
 new normal. Early on (fewer than ``min_points``), every point updates the statistics so that
-a new key warms up quickly.
+a new key warms up quickly. After ``max_rejected`` outliers in a row (a level that moved for
+good, not an anomaly, flagged or not; any other point ends the run), the key's statistics
+start again from the next point, as the calibrator's do after as many flagged windows in a row.
 
 Examples
 --------
@@ -41,6 +43,9 @@ class Normalizer:
     """
 
     min_points = 8
+    # Consecutive points kept out of the statistics before they restart (the calibrator's
+    # MAX_FLAGGED_RUN: both give up on an "anomaly" that lasts this long).
+    max_rejected = 250
 
     def __init__(self, cfg: NormalizeConfig, n_channels: int) -> None:
         self.cfg = cfg
@@ -50,6 +55,7 @@ class Normalizer:
         self.var = np.zeros((0, n_channels))
         self.sd = np.zeros((0, n_channels))
         self.count = np.zeros(0, dtype=np.int64)
+        self.rejected = np.zeros(0, dtype=np.int64)  # points kept out in a row
         self._min_var = cfg.min_std**2
 
     def ensure(self, n_slots: int) -> None:
@@ -61,12 +67,14 @@ class Normalizer:
             self.var = np.concatenate([self.var, np.zeros((pad, C))])
             self.sd = np.concatenate([self.sd, np.full((pad, C), self.cfg.min_std)])
             self.count = np.concatenate([self.count, np.zeros(pad, np.int64)])
+            self.rejected = np.concatenate([self.rejected, np.zeros(pad, np.int64)])
 
     def reset(self, slot: int) -> None:
         self.mean[slot] = 0.0
         self.var[slot] = 0.0
         self.sd[slot] = self.cfg.min_std
         self.count[slot] = 0
+        self.rejected[slot] = 0
 
     def std(self, slot: int) -> np.ndarray:
         """The slot's standard deviation per channel (a copy: safe to keep as a snapshot)."""
@@ -81,26 +89,29 @@ class Normalizer:
     def update(self, slot: int, x: np.ndarray, frozen: bool = False) -> bool:
         """Fold a point into the statistics unless it is an outlier; True if folded."""
         n = int(self.count[slot])
+        if n >= self.min_points:
+            sd = self.sd[slot]
+            if (np.abs(x - self.mean[slot]) > self.cfg.freeze_z * sd).any():
+                # An outlier: kept out; a run of them long enough is a level that moved.
+                self.rejected[slot] += 1
+                if self.rejected[slot] >= self.max_rejected:
+                    self.reset(slot)  # start again from the next point
+                return False
+            self.rejected[slot] = 0
+            if frozen:  # the key is flagged: hold the statistics
+                return False
         if self.n_channels <= _SCALAR_CHANNELS:
-            folded = self._update_scalar(slot, x.tolist(), n, frozen)
+            self._update_scalar(slot, x.tolist(), n)
         else:
-            folded = self._update_vector(slot, x, n, frozen)
-        if folded:
-            self.count[slot] = n + 1
-        return folded
+            self._update_vector(slot, x, n)
+        self.count[slot] = n + 1
+        return True
 
-    def _update_scalar(self, slot: int, xs: list[float], n: int, frozen: bool) -> bool:
+    def _update_scalar(self, slot: int, xs: list[float], n: int) -> None:
         # Python floats: for a few channels, a dozen numpy calls on 1-element arrays cost
         # ~6x more than the arithmetic itself, once per record.
         mean, var, sd = self.mean, self.var, self.sd
         ms = mean[slot].tolist()
-        if n >= self.min_points:
-            if frozen:
-                return False
-            fz = self.cfg.freeze_z
-            for xi, mi, si in zip(xs, ms, sd[slot].tolist(), strict=True):
-                if abs(xi - mi) > fz * si:
-                    return False
         # Plain averaging while young (alpha too small to forget the start), EW after.
         a = max(self.alpha, 1.0 / (n + 1)) if n else 1.0
         for c, (xi, mi, vi) in enumerate(zip(xs, ms, var[slot].tolist(), strict=True)):
@@ -109,19 +120,14 @@ class Normalizer:
             mean[slot, c] = mi + a * d
             var[slot, c] = v
             sd[slot, c] = math.sqrt(max(v, self._min_var))
-        return True
 
-    def _update_vector(self, slot: int, x: np.ndarray, n: int, frozen: bool) -> bool:
+    def _update_vector(self, slot: int, x: np.ndarray, n: int) -> None:
         mean = self.mean[slot]  # a view: updated in place
-        if n >= self.min_points:
-            if frozen or (np.abs(x - mean) > self.cfg.freeze_z * self.sd[slot]).any():
-                return False
         a = max(self.alpha, 1.0 / (n + 1)) if n else 1.0
         d = x - mean
         mean += a * d
         self.var[slot] = (1.0 - a) * (self.var[slot] + a * d * d)
         self.sd[slot] = np.sqrt(np.maximum(self.var[slot], self._min_var))
-        return True
 
     def fold(
         self, seg_slot: np.ndarray, fresh: np.ndarray, frozen: np.ndarray, live: np.ndarray,
@@ -147,10 +153,12 @@ class Normalizer:
         var0 = np.zeros((S, C))
         sd0 = np.full((S, C), self.cfg.min_std)
         count0 = np.zeros(S, np.int64)
+        rej0 = np.zeros(S, np.int64)
         mean0[carried], var0[carried] = self.mean[c_slot], self.var[c_slot]
         sd0[carried], count0[carried] = self.sd[c_slot], self.count[c_slot]
+        rej0[carried] = self.rejected[c_slot]
         means, vars_, sds = mean0.tolist(), var0.tolist(), sd0.tolist()
-        counts, frz = count0.tolist(), frozen.tolist()
+        counts, rejs, frz = count0.tolist(), rej0.tolist(), frozen.tolist()
         mb: list[Any] = [None] * n
         sb: list[Any] = [None] * n
         ma: list[Any] = [None] * n
@@ -159,8 +167,8 @@ class Normalizer:
         xs = x.tolist() if C <= _SCALAR_CHANNELS else list(x)
         for s in range(S):
             state = step(xs, bounds[s], bounds[s + 1], means[s], vars_[s], sds[s], counts[s],
-                         frz[s], mb, sb, ma, sa)
-            means[s], vars_[s], sds[s], counts[s] = state
+                         rejs[s], frz[s], mb, sb, ma, sa)
+            means[s], vars_[s], sds[s], counts[s], rejs[s] = state
         out = tuple(np.array(v, np.float64).reshape(n, C) for v in (mb, sb, ma, sa))
         if len(live):
             ls = seg_slot[live]
@@ -168,28 +176,33 @@ class Normalizer:
             self.var[ls] = np.array([vars_[s] for s in live.tolist()], np.float64)
             self.sd[ls] = np.array([sds[s] for s in live.tolist()], np.float64)
             self.count[ls] = np.array([counts[s] for s in live.tolist()], np.int64)
+            self.rejected[ls] = np.array([rejs[s] for s in live.tolist()], np.int64)
         return out  # type: ignore[return-value]
 
     def _fold_scalar(
-        self, xs: list, lo: int, hi: int, m: list, v: list, sd: list, k: int, frozen: bool,
-        mb: list, sb: list, ma: list, sa: list,
-    ) -> tuple[list, list, list, int]:
+        self, xs: list, lo: int, hi: int, m: list, v: list, sd: list, k: int, r: int,
+        frozen: bool, mb: list, sb: list, ma: list, sa: list,
+    ) -> tuple[list, list, list, int, int]:
         # The arithmetic of _update_scalar on Python floats, one segment at a time; the lists
         # m, v, sd are replaced on every fold, never changed, so snapshots can share them.
         alpha, fz, min_var, minp = self.alpha, self.cfg.freeze_z, self._min_var, self.min_points
-        sqrt = math.sqrt
+        sqrt, max_r, C = math.sqrt, self.max_rejected, self.n_channels
         for i in range(lo, hi):
             xi = xs[i]
             mb[i], sb[i] = m, sd
             fold = True
             if k >= minp:
-                if frozen:
+                outlier = False
+                for xc, mc, sc in zip(xi, m, sd, strict=True):
+                    if abs(xc - mc) > fz * sc:
+                        outlier = True
+                        break
+                if outlier:  # kept out; a run of them long enough is a level that moved
                     fold = False
+                    r += 1
                 else:
-                    for xc, mc, sc in zip(xi, m, sd, strict=True):
-                        if abs(xc - mc) > fz * sc:
-                            fold = False
-                            break
+                    r = 0
+                    fold = not frozen
             if fold:
                 a = max(alpha, 1.0 / (k + 1)) if k else 1.0
                 nm, nv, ns = [], [], []
@@ -201,20 +214,31 @@ class Normalizer:
                     ns.append(sqrt(max(vv, min_var)))
                 m, v, sd = nm, nv, ns
                 k += 1
+            elif r >= max_r:  # start again from the next point (as reset() does)
+                m, v, sd, k, r = [0.0] * C, [0.0] * C, [self.cfg.min_std] * C, 0, 0
             ma[i], sa[i] = m, sd
-        return m, v, sd, k
+        return m, v, sd, k, r
 
     def _fold_vector(
-        self, xs: list, lo: int, hi: int, m: list, v: list, sd: list, k: int, frozen: bool,
-        mb: list, sb: list, ma: list, sa: list,
-    ) -> tuple[list, list, list, int]:
+        self, xs: list, lo: int, hi: int, m: list, v: list, sd: list, k: int, r: int,
+        frozen: bool, mb: list, sb: list, ma: list, sa: list,
+    ) -> tuple[list, list, list, int, int]:
         # Many channels: the arithmetic of _update_vector on arrays.
         mean, var, std = np.array(m), np.array(v), np.array(sd)
+        C = self.n_channels
         for i in range(lo, hi):
             x = xs[i]
             mb[i], sb[i] = mean, std
             if k >= self.min_points:
-                if frozen or (np.abs(x - mean) > self.cfg.freeze_z * std).any():
+                if (np.abs(x - mean) > self.cfg.freeze_z * std).any():
+                    r += 1  # an outlier, kept out; a long run of them: a level that moved
+                    if r >= self.max_rejected:  # start again from the next point
+                        mean, var, std = np.zeros(C), np.zeros(C), np.full(C, self.cfg.min_std)
+                        k, r = 0, 0
+                    ma[i], sa[i] = mean, std
+                    continue
+                r = 0
+                if frozen:
                     ma[i], sa[i] = mean, std
                     continue
             a = max(self.alpha, 1.0 / (k + 1)) if k else 1.0
@@ -224,7 +248,7 @@ class Normalizer:
             std = np.sqrt(np.maximum(var, self._min_var))
             k += 1
             ma[i], sa[i] = mean, std
-        return mean.tolist(), var.tolist(), std.tolist(), k
+        return mean.tolist(), var.tolist(), std.tolist(), k, r
 
     def normalize(self, slot: int, window: np.ndarray) -> np.ndarray:
         """Map a raw ``(W, C)`` window into clipped z-units as float32."""
@@ -238,6 +262,7 @@ class Normalizer:
             "mean": torch.from_numpy(self.mean[slots].copy()),
             "var": torch.from_numpy(self.var[slots].copy()),
             "count": torch.from_numpy(self.count[slots].copy()),
+            "rejected": torch.from_numpy(self.rejected[slots].copy()),
         }
 
     def load_state_dict(self, state: dict[str, Any], slots: list[int]) -> None:
@@ -247,3 +272,5 @@ class Normalizer:
             self.var[s] = state["var"][i].numpy()
             self.sd[s] = np.sqrt(np.maximum(self.var[s], self._min_var))
             self.count[s] = int(state["count"][i])
+            # Checkpoints written before the restart rule carry no run: start it at 0.
+            self.rejected[s] = int(state["rejected"][i]) if "rejected" in state else 0

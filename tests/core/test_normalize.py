@@ -43,3 +43,85 @@ def test_fold_matches_update_point_by_point(channels):
         np.testing.assert_array_equal(out[3], np.stack([a[1] for a in after]))
         for name in ("mean", "var", "sd", "count"):
             np.testing.assert_array_equal(getattr(new, name), getattr(ref, name), name)
+
+
+def _one_slot(n: int, shift_at: int, shift: float, channels: int = 1, seed: int = 0):
+    x = np.random.default_rng(seed).normal(size=(n, channels))
+    x[shift_at:] += shift
+    return x
+
+
+@pytest.mark.parametrize("channels", [1, 12])
+def test_a_level_that_moved_for_good_restarts_the_statistics(channels):
+    cfg = NormalizeConfig(half_life=50)
+    norm = Normalizer(cfg, channels)
+    norm.ensure(1)
+    x = _one_slot(1000, 400, 10.0, channels)  # 10 sigma up at point 400, for good
+    for p in x:
+        norm.update(0, p)
+    # Kept out for max_rejected points, then restarted at the new level.
+    assert np.allclose(norm.mean[0], 10.0, atol=0.5)
+    assert norm.rejected[0] == 0 and norm.count[0] < 1000 - 400
+
+
+def test_a_shorter_anomaly_does_not_move_the_statistics():
+    norm = Normalizer(NormalizeConfig(half_life=50), 1)
+    norm.ensure(1)
+    x = _one_slot(700, 400, 10.0)
+    x[400 + Normalizer.max_rejected - 10 :] -= 10.0  # back before the restart
+    for p in x:
+        norm.update(0, p)
+    assert abs(norm.mean[0, 0]) < 0.5
+
+
+@pytest.mark.parametrize("channels", [1, 12])
+def test_fold_matches_update_through_a_restart(channels):
+    cfg = NormalizeConfig(half_life=50)
+    ref, new = Normalizer(cfg, channels), Normalizer(cfg, channels)
+    ref.ensure(1)
+    new.ensure(1)
+    x = _one_slot(900, 300, 10.0, channels)
+    for lo in range(0, len(x), 64):  # batches that cut through the run of rejections
+        chunk = x[lo : lo + 64]
+        out = new.fold(np.array([0]), np.array([lo == 0]), np.array([False]), np.array([0]),
+                       np.array([len(chunk)]), chunk)  # fmt: skip
+        for i, p in enumerate(chunk):
+            np.testing.assert_array_equal(out[0][i], ref.mean[0])
+            ref.update(0, p)
+    np.testing.assert_array_equal(new.mean[0], ref.mean[0])
+    assert new.rejected[0] == ref.rejected[0]
+
+
+def test_state_without_a_rejected_run_still_loads():
+    norm = Normalizer(NormalizeConfig(), 1)
+    norm.ensure(2)
+    state = norm.state_dict(np.array([0, 1]))
+    del state["rejected"]
+    Normalizer(NormalizeConfig(), 1).load_state_dict(state, [0, 1])
+
+
+def test_engine_follows_a_level_that_moved_for_good():
+    """Through the engine: 10 sd up for good on one key. The calibrator stops flagging after
+    its run limit; the normalizer, which keeps every such point out as an outlier, restarts
+    after as many and then scales the key at its new level."""
+    import json
+
+    from streamgen.config import PipelineConfig, apply_overrides
+    from streamgen.core.engine import Engine, Sinks
+    from streamgen.core.ports import RawMessage
+    from streamgen.records import Position
+
+    cfg = apply_overrides(PipelineConfig(), ["model.arch=mlp", "model.hidden=16",
+                                             "model.warmup_steps=5"])  # fmt: skip
+    rng = np.random.default_rng(0)
+    msgs = []
+    for i in range(1200):
+        x = np.sin(2 * np.pi * i / 20) + 0.3 * rng.normal() + (7.6 if i >= 400 else 0.0)
+        row = {"key": "k", "ts": 1_700_000_000 + i, "x": round(float(x), 5)}
+        msgs.append(RawMessage(json.dumps(row).encode(), Position("t", 0, i)))
+    eng = Engine(cfg, Sinks())
+    for j in range(0, len(msgs), 256):
+        eng.process(msgs[j : j + 256])
+    assert eng.store is not None and eng.normalizer is not None
+    slot = eng.store.slots["k"]
+    assert abs(eng.normalizer.mean[slot, 0] - 7.6) < 1.0
