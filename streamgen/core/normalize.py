@@ -29,8 +29,10 @@ from typing import Any
 import numpy as np
 
 from streamgen.config import NormalizeConfig
+from streamgen.core.calibrate import MAX_FLAGGED_RUN
 
-# Up to this many channels, a point is folded in with Python floats, above with numpy.
+# Up to this many channels, fold() works on Python floats, above on numpy arrays: for a few
+# channels, a dozen numpy calls on 1-element arrays cost ~6x more than the arithmetic itself.
 _SCALAR_CHANNELS = 8
 
 
@@ -43,9 +45,9 @@ class Normalizer:
     """
 
     min_points = 8
-    # Consecutive points kept out of the statistics before they restart (the calibrator's
-    # MAX_FLAGGED_RUN: both give up on an "anomaly" that lasts this long).
-    max_rejected = 250
+    # Consecutive outliers after which the statistics restart: the calibrator's run limit,
+    # so that both give up on an "anomaly" that lasts this long.
+    max_rejected = MAX_FLAGGED_RUN
 
     def __init__(self, cfg: NormalizeConfig, n_channels: int) -> None:
         self.cfg = cfg
@@ -100,34 +102,15 @@ class Normalizer:
             self.rejected[slot] = 0
             if frozen:  # the key is flagged: hold the statistics
                 return False
-        if self.n_channels <= _SCALAR_CHANNELS:
-            self._update_scalar(slot, x.tolist(), n)
-        else:
-            self._update_vector(slot, x, n)
-        self.count[slot] = n + 1
-        return True
-
-    def _update_scalar(self, slot: int, xs: list[float], n: int) -> None:
-        # Python floats: for a few channels, a dozen numpy calls on 1-element arrays cost
-        # ~6x more than the arithmetic itself, once per record.
-        mean, var, sd = self.mean, self.var, self.sd
-        ms = mean[slot].tolist()
         # Plain averaging while young (alpha too small to forget the start), EW after.
         a = max(self.alpha, 1.0 / (n + 1)) if n else 1.0
-        for c, (xi, mi, vi) in enumerate(zip(xs, ms, var[slot].tolist(), strict=True)):
-            d = xi - mi
-            v = (1.0 - a) * (vi + a * d * d)
-            mean[slot, c] = mi + a * d
-            var[slot, c] = v
-            sd[slot, c] = math.sqrt(max(v, self._min_var))
-
-    def _update_vector(self, slot: int, x: np.ndarray, n: int) -> None:
         mean = self.mean[slot]  # a view: updated in place
-        a = max(self.alpha, 1.0 / (n + 1)) if n else 1.0
         d = x - mean
         mean += a * d
         self.var[slot] = (1.0 - a) * (self.var[slot] + a * d * d)
         self.sd[slot] = np.sqrt(np.maximum(self.var[slot], self._min_var))
+        self.count[slot] = n + 1
+        return True
 
     def fold(
         self, seg_slot: np.ndarray, fresh: np.ndarray, frozen: np.ndarray, live: np.ndarray,
@@ -183,7 +166,7 @@ class Normalizer:
         self, xs: list, lo: int, hi: int, m: list, v: list, sd: list, k: int, r: int,
         frozen: bool, mb: list, sb: list, ma: list, sa: list,
     ) -> tuple[list, list, list, int, int]:
-        # The arithmetic of _update_scalar on Python floats, one segment at a time; the lists
+        # The arithmetic of update() on Python floats, one segment at a time; the lists
         # m, v, sd are replaced on every fold, never changed, so snapshots can share them.
         alpha, fz, min_var, minp = self.alpha, self.cfg.freeze_z, self._min_var, self.min_points
         sqrt, max_r, C = math.sqrt, self.max_rejected, self.n_channels
@@ -223,7 +206,7 @@ class Normalizer:
         self, xs: list, lo: int, hi: int, m: list, v: list, sd: list, k: int, r: int,
         frozen: bool, mb: list, sb: list, ma: list, sa: list,
     ) -> tuple[list, list, list, int, int]:
-        # Many channels: the arithmetic of _update_vector on arrays.
+        # Many channels: the arithmetic of update() on arrays.
         mean, var, std = np.array(m), np.array(v), np.array(sd)
         C = self.n_channels
         for i in range(lo, hi):
