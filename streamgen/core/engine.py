@@ -15,11 +15,12 @@ Steps 2-3 run as one batched fold (:meth:`WindowStore.fold`, :meth:`Normalizer.f
 single Python pass assigns slots, then numpy gathers every window and span of the batch as it
 stood at its record; only the normalizer's per-point recursion stays a Python loop.
 
-Then one forward pass (in chunks) scores every queued window; each gets a raw score (a blend of the last
-point's error, the window's mean error, and the error of the previous window's one-step
-forecast for this point), a per-key calibrated score and an anomaly flag; alerts update;
-rows go to the sinks; finally the model takes a training step on spans that contain no
-flagged point (score before learn: no window is scored by a model that trained on it).
+Then one forward pass (in chunks) scores every queued window; each gets a raw score (a
+blend of the last point's error, the window's mean error, and the error of the previous
+window's one-step forecast for this point), a per-key calibrated score and an anomaly flag;
+alerts update; rows go to the sinks; finally the model takes a training step on spans that
+contain no flagged point (score before learn: no window is scored by a model that trained on
+it).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from streamgen.core.normalize import Normalizer
 from streamgen.core.ports import Metrics, RawMessage, Sink
 from streamgen.core.window import BatchFold, LatenessGate, WindowStore
 from streamgen.models.online import OnlineLearner
-from streamgen.records import DeadLetter, Record
+from streamgen.records import DeadLetter, Position, Record
 
 SCORE_COLUMNS = [
     "key", "timestamp", "ts_ms", "score", "calibrated", "threshold", "is_anomaly", "warm",
@@ -200,9 +201,7 @@ class Engine:
             if self.gate is not None:
                 # A held record is state (checkpoints carry the gate), so the partition's
                 # offset covers it now: a restart must not read it again, nor skip it.
-                pos = out.position
-                if pos.offset > self.offsets.get((pos.topic, pos.partition), -1):
-                    self.offsets[(pos.topic, pos.partition)] = pos.offset
+                self._advance(out.position)
                 released, late = self.gate.offer(out)
                 if late is not None:
                     self._dead(_late(late), rows, st)
@@ -243,15 +242,12 @@ class Engine:
         self.metrics.dead_lettered(1, dl.reason.split(" ")[0] if dl.reason else "unknown")
         if self.sinks.dead_letters is not None:
             self.sinks.dead_letters.add(dl.as_dict())
-        pos = dl.position
-        self.offsets[(pos.topic, pos.partition)] = max(
-            pos.offset, self.offsets.get((pos.topic, pos.partition), -1)
-        )
+        self._advance(dl.position)
         rows.append({
             "key": dl.key, "timestamp": None if dl.ts_ms is None else iso_ms(dl.ts_ms),
             "ts_ms": dl.ts_ms, "score": None, "calibrated": None, "threshold": self.threshold,
             "is_anomaly": False, "warm": False, "error": dl.reason, "model": self.cfg.model.name,
-            "step": self.learner.step if self.learner else 0, **pos.as_dict(), "label": None,
+            "step": self.learner.step if self.learner else 0, **dl.position.as_dict(), "label": None,
         })
 
     def _score_and_learn(
@@ -344,17 +340,10 @@ class Engine:
         kid: dict[str, int] = {}
         key_id = np.array([kid.setdefault(k, len(kid)) for k in keys], np.int64)
         rec_seq = np.zeros(n, np.int64)
-        by_key = ok[np.argsort(key_id[ok], kind="stable")]
-        per_key = np.bincount(key_id[ok], minlength=len(kid))
-        rec_seq[by_key] = np.arange(len(by_key)) - np.repeat(np.cumsum(per_key) - per_key,
-                                                              per_key)
-        kp, offsets = self.key_partition, self.offsets
+        rec_seq[ok] = _rank_in_group(key_id[ok])
+        kp = self.key_partition
         for i in ok.tolist():
-            p = recs[i].position
-            tp = (p.topic, p.partition)
-            kp[keys[i]] = tp
-            if p.offset > offsets.get(tp, -1):
-                offsets[tp] = p.offset
+            kp[keys[i]] = self._advance(recs[i].position)
         for key, _slot, reason in store.drain_evicted():
             self.metrics.keys_evicted(1, reason)
             ev = self.alerter.forget(key, int(store.last_ts.max()))
@@ -452,11 +441,7 @@ class Engine:
         w_slot = fold.slot[wi]
         later = (fold.seg_len[seg] - 1 - fold.pos[wi]).tolist()  # newer points of the key
         # The key's window count after each window (continuations_every).
-        rank = np.empty(len(wi), np.int64)
-        by_seg = np.argsort(seg, kind="stable")
-        cnt = np.bincount(seg)
-        rank[by_seg] = np.arange(len(wi)) - np.repeat(np.cumsum(cnt) - cnt, cnt)
-        nw = (self.n_windows[w_slot] + rank + 1).tolist()
+        nw = (self.n_windows[w_slot] + _rank_in_group(seg) + 1).tolist()
         conts = self.sinks.continuations
         every = self.cfg.output.continuations_every
         fc_round = np.round(fc_raw, 6) if conts is not None else fc_raw
@@ -520,6 +505,14 @@ class Engine:
         self.metrics.scores(c.name, cal_list)
         self.metrics.anomalies(c.name, st.anomalies)
 
+    def _advance(self, pos: Position) -> tuple[str, int]:
+        """Move the partition's offset up to ``pos`` (a record taken into state); returns
+        the partition."""
+        tp = (pos.topic, pos.partition)
+        if pos.offset > self.offsets.get(tp, -1):
+            self.offsets[tp] = pos.offset
+        return tp
+
     def _dead_row(self, dl: DeadLetter, st: BatchStats) -> dict[str, Any]:
         tmp: list[dict[str, Any]] = []
         self._dead(dl, tmp, st)
@@ -549,6 +542,16 @@ class Engine:
     def flush_sinks(self) -> None:
         for s in self.sinks.all():
             s.flush()
+
+
+def _rank_in_group(group: np.ndarray) -> np.ndarray:
+    """Each element's position among the elements of its group (``group``: small ints) that
+    come before it."""
+    order = np.argsort(group, kind="stable")
+    cnt = np.bincount(group)
+    rank = np.empty(len(group), np.int64)
+    rank[order] = np.arange(len(group)) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+    return rank
 
 
 def _scatter(rows: np.ndarray, order: np.ndarray, n: int, fill: float) -> np.ndarray:
