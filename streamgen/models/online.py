@@ -65,6 +65,13 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def _pinned_at_least(buf: torch.Tensor, n: int) -> torch.Tensor:
+    """``buf``, or a pinned float32 buffer of at least ``n`` values (doubling) if it is smaller."""
+    if buf.numel() >= n:
+        return buf
+    return torch.empty(max(n, 2 * buf.numel()), pin_memory=True)
+
+
 @dataclass
 class ScoreResult:
     """Numpy views of a scored batch (normalized units)."""
@@ -111,12 +118,6 @@ class LeanOptimizer:
 
     def zero_grad(self) -> None:
         self.grad.zero_()
-
-    def clip_grad_norm(self, max_norm: float) -> float:
-        """Scale the gradient to norm at most ``max_norm``; returns the norm before."""
-        total = float(self.grad_norm())
-        self.scale_grad(total, max_norm)
-        return total
 
     def grad_norm(self) -> torch.Tensor:
         """The gradient's L2 norm, as a tensor on the parameters' device (no sync)."""
@@ -206,8 +207,7 @@ class OnlineLearner:
         n = arr.size
         if self._stage_free is not None:
             self._stage_free.synchronize()
-        if self._stage.numel() < n:
-            self._stage = torch.empty(max(n, 2 * self._stage.numel()), pin_memory=True)
+        self._stage = _pinned_at_least(self._stage, n)
         host = self._stage[:n]
         host.numpy()[:] = arr.reshape(-1)
         dev = host.view(arr.shape).to(self.device, non_blocking=True)
@@ -260,8 +260,7 @@ class OnlineLearner:
         """A float32 buffer of ``n`` values: reused pinned memory on CUDA, fresh on CPU."""
         if not self._cuda:
             return torch.empty(n)
-        if self._out_host.numel() < n:
-            self._out_host = torch.empty(max(n, 2 * self._out_host.numel()), pin_memory=True)
+        self._out_host = _pinned_at_least(self._out_host, n)
         return self._out_host[:n]
 
     # -- learning --------------------------------------------------------------------------
