@@ -153,7 +153,8 @@ def engine_rows(models: list[str], arch: str, device: str, n_keys: int, points: 
     for model in models:
         cfg = apply_overrides(PipelineConfig(), [
             f"model.name={model}", f"model.arch={arch}", f"model.device={device}",
-            "window.length=32", f"window.max_keys={n_keys + 1}", f"batch.max_records={batch}"])  # fmt: skip
+            "window.length=32", f"window.max_keys={n_keys + 1}",
+            f"batch.max_records={batch}"])  # fmt: skip
         sink = ListSink()
         eng = Engine(cfg, Sinks(scores=sink))
         eng.process(msgs[:batch])  # warm-up: first allocations, CUDA context, kernels

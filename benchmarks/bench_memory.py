@@ -2,11 +2,11 @@
 
 Each key gets ``W + H + 4`` points, round-robin, in micro-batches of ``--batch`` records, so
 every key holds a full window, a full training span and its normalizer/calibrator/alert
-state, and the last rounds score a window for every record of a batch. Each key count runs in a fresh subprocess so the peak
-RSS (``ru_maxrss``) belongs to that run alone; the baseline is the same process after
-importing streamgen and building the engine with no keys. ``state/key`` counts the bytes of
-the per-slot arrays (rings, normalizer, calibrator, forecast state) per key, without the
-Python dicts that map keys to slots.
+state, and the last rounds score a window for every record of a batch. Each key count runs
+in a fresh subprocess so the peak RSS (``ru_maxrss``) belongs to that run alone; the
+baseline is the same process after importing streamgen and building the engine with no keys.
+``state/key`` counts the bytes of the per-slot arrays (rings, normalizer, calibrator,
+forecast state) per key, without the Python dicts that map keys to slots.
 
 Usage: ``python benchmarks/bench_memory.py [--keys 1000 10000 100000] [--model sota]
 [--arch gru|mlp] [--batch 8192]``

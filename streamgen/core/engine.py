@@ -247,7 +247,8 @@ class Engine:
             "key": dl.key, "timestamp": None if dl.ts_ms is None else iso_ms(dl.ts_ms),
             "ts_ms": dl.ts_ms, "score": None, "calibrated": None, "threshold": self.threshold,
             "is_anomaly": False, "warm": False, "error": dl.reason, "model": self.cfg.model.name,
-            "step": self.learner.step if self.learner else 0, **dl.position.as_dict(), "label": None,
+            "step": self.learner.step if self.learner else 0, **dl.position.as_dict(),
+            "label": None,
         })
 
     def _score_and_learn(

@@ -52,10 +52,11 @@ class BatchFold:
     """Where :meth:`WindowStore.fold` put a micro-batch's points. Per record (batch order):
     ``slot`` (-1 = late), ``seg`` (its segment), ``pos`` (index within the segment),
     ``count`` (points its key holds after it), ``ready`` (it ends a due window) and ``row`` (its
-    row in ``ext``); ``order`` lists the accepted records grouped by segment. Per segment (a key's run in one slot): ``seg_slot``, ``seg_key``,
-    ``seg_fresh`` (the key is new to the store), ``seg_alive`` (the key still holds the slot
-    after the batch) and ``seg_len``. ``ext`` holds each segment's earlier ring followed by
-    its new points, so a window is ``length`` consecutive rows ending at the record's row.
+    row in ``ext``); ``order`` lists the accepted records grouped by segment. Per segment (a
+    key's run in one slot): ``seg_slot``, ``seg_key``, ``seg_fresh`` (the key is new to the
+    store), ``seg_alive`` (the key still holds the slot after the batch) and ``seg_len``.
+    ``ext`` holds each segment's earlier ring followed by its new points, so a window is
+    ``length`` consecutive rows ending at the record's row.
     """
 
     length: int
@@ -348,8 +349,9 @@ class WindowStore:
         alive[live] = True
         return BatchFold(
             length=W, capacity=cap, slot=rec_slot, seg=rec_seg, pos=pos, count=count,
-            ready=ready, row=rec_row, order=order, seg_slot=seg_slot, seg_key=seg_key, seg_fresh=seg_fresh,
-            seg_alive=alive, seg_len=seg_len, ext=ext, ext_flags=ext_flags, _ar=self._ar,
+            ready=ready, row=rec_row, order=order, seg_slot=seg_slot, seg_key=seg_key,
+            seg_fresh=seg_fresh, seg_alive=alive, seg_len=seg_len, ext=ext, ext_flags=ext_flags,
+            _ar=self._ar,
         )
 
     # -- checkpoints -------------------------------------------------------------------
