@@ -126,7 +126,7 @@ def load_held_state(engine: Engine, state: dict[str, Any] | None) -> int:
     if engine.gate is None:
         # The pipeline stopped reordering since the checkpoint. A gate without lateness holds
         # these until their key's next record and then acts as late_policy=drop does.
-        from streamgen.core.window import LatenessGate
+        from streamgen.core.gate import LatenessGate
 
         engine.gate = LatenessGate(0)
     return engine.gate.load_state_dict(state)

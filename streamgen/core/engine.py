@@ -37,9 +37,10 @@ from streamgen.config import PipelineConfig
 from streamgen.core.alerting import Alerter
 from streamgen.core.calibrate import Calibrator
 from streamgen.core.decode import Decoder
+from streamgen.core.gate import LatenessGate
 from streamgen.core.normalize import Normalizer
 from streamgen.core.ports import Metrics, RawMessage, Sink
-from streamgen.core.window import BatchFold, LatenessGate, WindowStore
+from streamgen.core.window import BatchFold, WindowStore
 from streamgen.models.online import OnlineLearner
 from streamgen.records import DeadLetter, Position, Record
 

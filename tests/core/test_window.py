@@ -7,7 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streamgen.core.window import LatenessGate, LateRecord, WindowStore
+from streamgen.core.gate import LatenessGate
+from streamgen.core.window import LateRecord, WindowStore
 from streamgen.records import Position, Record
 
 

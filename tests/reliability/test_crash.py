@@ -41,8 +41,8 @@ import pytest
 from streamgen.core import checkpoint
 from streamgen.core.decode import Decoder
 from streamgen.core.engine import Engine, Sinks
+from streamgen.core.gate import LatenessGate
 from streamgen.core.ports import RawMessage
-from streamgen.core.window import LatenessGate
 from streamgen.evaluation.detection import average_precision
 from streamgen.io.files import ListSink
 from streamgen.records import Position
