@@ -2,11 +2,14 @@
 
 Plots (matplotlib, Agg canvas; matplotlib is imported only when a report is written):
 
-* ``series_<n>_<key>.png``: actual values of a few keys (the score when no actual input is
-  given), labelled anomaly ranges shaded, detected rows marked;
-* ``score_<n>_<key>.png``: the raw anomaly score (robust y-range) and, when present, the
-  calibrated score against the threshold (the engine flags ``calibrated >= threshold``), same
-  shading and marks;
+* ``series_<n>_<key>.png``: actual values of a few keys (the ranked score when no actual input
+  is given), labelled anomaly ranges shaded, detected rows marked;
+* ``score_<n>_<key>.png``: the ranked score column on top (``calibrated`` by default), then the
+  other of ``calibrated`` / raw ``score`` when present, robust y-ranges, same shading and marks.
+  The ``threshold`` column is ``calibrate.threshold`` (the engine flags
+  ``calibrated >= threshold``), so it is drawn on the calibrated panel only: the raw score has
+  no threshold on its scale.  Only a file without a calibrated column gets it on the ``score``
+  panel, since there it can refer to nothing else;
 * ``continuations.png``: a few forecasts against the actual rows and the naive forecasts.
 """
 
@@ -37,7 +40,12 @@ FloatArray = NDArray[np.float64]
 
 @dataclass(frozen=True)
 class KeySeries:
-    """Scored rows of one key, in input order; optional arrays are ``None`` when unknown."""
+    """Scored rows of one key, in input order; optional arrays are ``None`` when unknown.
+
+    ``score`` is the ranked column, named ``score_column``; ``raw_score`` and ``calibrated``
+    are the ``score`` and ``calibrated`` columns (either may be the ranked array itself).
+    ``threshold`` is the ``threshold`` column, ``calibrate.threshold``: calibrated scale.
+    """
 
     key: str
     ts_ms: NDArray[np.int64]
@@ -47,6 +55,8 @@ class KeySeries:
     labels: NDArray[np.bool_] | None = None
     detections: NDArray[np.bool_] | None = None
     actual: ActualSeries | None = None
+    score_column: str = "score"
+    raw_score: FloatArray | None = None
 
 
 def jsonable(obj: Any) -> Any:
@@ -138,9 +148,9 @@ def _plot_series(path: Path, ks: KeySeries) -> Path:
             )
         ax.set_ylabel("value")
     else:
-        ax.plot(x, ks.score, lw=0.8, label="score")
+        ax.plot(x, ks.score, lw=0.8, label=ks.score_column)
         _mark(ax, x, ks.score, ks.detections)
-        ax.set_ylabel("score (no actual input given)")
+        ax.set_ylabel(f"{ks.score_column} (no actual input given)")
     _shade(ax, x, ks.labels)
     ax.xaxis_date()
     ax.set_title(f"key {ks.key!r}")
@@ -167,17 +177,43 @@ def _robust_ylim(ax: Axes, values: FloatArray, extra: FloatArray | None = None) 
         )  # fmt: skip
 
 
+def _score_panels(ks: KeySeries) -> list[tuple[str, FloatArray, FloatArray | None]]:
+    """``(name, values, threshold or None)`` per panel of the score plot, ranked column first.
+
+    The threshold goes only where it is on the panel's scale: with ``calibrated``, or with
+    the raw ``score`` of a file that has no calibrated column at all.
+
+    Examples
+    --------
+    >>> one, thr = np.ones(3), np.full(3, 4.0)
+    >>> ks = KeySeries("k", np.arange(3), one, thr, one, score_column="calibrated",
+    ...                raw_score=2 * one)
+    >>> [(name, t is not None) for name, _, t in _score_panels(ks)]
+    [('calibrated', True), ('score', False)]
+    >>> ks = KeySeries("k", np.arange(3), 2 * one, thr, one, raw_score=2 * one)
+    >>> [(name, t is not None) for name, _, t in _score_panels(ks)]
+    [('score', False), ('calibrated', True)]
+    """
+    cal_name, raw_name = "calibrated", "score"
+    by_name = {cal_name: ks.calibrated, raw_name: ks.raw_score}
+    thr_on = cal_name if ks.calibrated is not None else raw_name
+    panels: list[tuple[str, FloatArray, FloatArray | None]] = []
+    for name, values in ((ks.score_column, ks.score), *by_name.items()):
+        if values is None or any(name == p[0] for p in panels):
+            continue
+        if panels and not np.isfinite(values).any():
+            continue  # an empty secondary panel says nothing
+        panels.append((name, values, ks.threshold if name == thr_on else None))
+    return panels
+
+
 def _plot_score(path: Path, ks: KeySeries) -> Path:
-    calibrated = ks.calibrated is not None and np.isfinite(ks.calibrated).any()
-    fig = _figure(2 if calibrated else 1)
+    panels = _score_panels(ks)
+    fig = _figure(len(panels))
     x = _dates(ks.ts_ms)
-    threshold = ks.threshold if ks.threshold is not None else None
-    panels = [("score", ks.score, None if calibrated else threshold)]
-    if calibrated and ks.calibrated is not None:
-        panels.append(("calibrated", ks.calibrated, threshold))
     for row, (name, values, thr) in enumerate(panels):
         ax = fig.add_subplot(len(panels), 1, row + 1)
-        ax.plot(x, values, lw=0.8, label=name)
+        ax.plot(x, values, lw=0.8, label=f"{name} (ranked)" if row == 0 else name)
         if thr is not None and np.isfinite(thr).any():
             ax.step(x, thr, where="post", lw=1.0, ls="--", c="k", label="threshold")
         _mark(ax, x, values, ks.detections)
@@ -186,7 +222,7 @@ def _plot_score(path: Path, ks: KeySeries) -> Path:
         ax.xaxis_date()
         ax.set_ylabel(name)
         ax.legend(loc="upper left", fontsize="small")
-    fig.axes[0].set_title(f"anomaly score, key {ks.key!r}")
+    fig.axes[0].set_title(f"anomaly score, key {ks.key!r}, ranked by {ks.score_column!r}")
     fig.savefig(path, dpi=100)
     return path
 

@@ -13,12 +13,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from streamgen.evaluation import report as report_module
 from streamgen.evaluation.command import register, run, to_ms
-from streamgen.evaluation.detection import roc_auc
+from streamgen.evaluation.detection import best_f1, roc_auc
 
 T0 = 1_700_000_000_000  # ms
 N = 80
 PERIOD = 8
+# Raw-score scale per key: beta's raw scores dwarf alpha's, as a model's raw error differs
+# between keys; the per-key calibrated score undoes it, so the two columns rank differently.
+RAW_SCALE = {"alpha": 1.0, "beta": 50.0}
 
 
 def iso(ms: int) -> str:
@@ -26,7 +30,8 @@ def iso(ms: int) -> str:
 
 
 def make_data():
-    """Two keys, period-8 sine, one labelled burst each; scores from the true residual."""
+    """Two keys, period-8 sine, one labelled burst each; calibrated scores from the true
+    residual, raw scores the same times a per-key scale (so pooled they rank worse)."""
     rng = np.random.default_rng(0)
     out = {}
     for j, key in enumerate(["alpha", "beta"]):
@@ -35,9 +40,12 @@ def make_data():
         y = np.zeros(N, int)
         y[30 + 10 * j : 36 + 10 * j] = 1
         x = base + 0.05 * rng.normal(size=N) + 2.0 * y
-        score = np.abs(x - base) + 0.02 * rng.random(N)
-        score[[3, 50]] = np.nan  # dead-lettered rows
-        out[key] = {"ts": T0 + t * 60_000, "x": x, "y": y, "score": score, "base": base}
+        calibrated = np.abs(x - base) + 0.02 * rng.random(N)
+        calibrated[[3, 50]] = np.nan  # dead-lettered rows
+        out[key] = {
+            "ts": T0 + t * 60_000, "x": x, "y": y, "base": base,
+            "calibrated": calibrated, "score": RAW_SCALE[key] * calibrated,
+        }  # fmt: skip
     return out
 
 
@@ -58,15 +66,15 @@ def score_rows(data, as_json: bool) -> list[dict]:
     rows = []
     for key, d in data.items():
         for i in range(N):
-            s = d["score"][i]
-            dead = bool(np.isnan(s))
-            flagged = bool((not dead) and s > 1.0)
+            c = d["calibrated"][i]
+            dead = bool(np.isnan(c))
+            flagged = bool((not dead) and c >= 1.0)
             rows.append(
                 {
                     "key": key,
                     "timestamp": iso(int(d["ts"][i])) if as_json else int(d["ts"][i]),
-                    "score": None if dead else float(s),
-                    "calibrated": None if dead else float(min(s, 1.0)),
+                    "score": None if dead else float(d["score"][i]),
+                    "calibrated": None if dead else float(c),
                     "threshold": 1.0,
                     "is_anomaly": flagged if as_json else str(flagged).lower(),
                     "warm": (i >= 10) if as_json else str(i >= 10).lower(),
@@ -140,10 +148,18 @@ def csv_files(tmp_path):
     }
 
 
-def expected_roc(data, warm_only: bool = False) -> float:
-    s = np.concatenate([d["score"][10:] if warm_only else d["score"] for d in data.values()])
+def expected_roc(data, warm_only: bool = False, column: str = "calibrated") -> float:
+    s = np.concatenate([d[column][10:] if warm_only else d[column] for d in data.values()])
     y = np.concatenate([d["y"][10:] if warm_only else d["y"] for d in data.values()])
     return roc_auc(s, y)
+
+
+def test_fixture_columns_rank_differently():
+    """Guard for the tests below: they can tell which column was ranked only if the two
+    columns give different metrics."""
+    data = make_data()
+    assert expected_roc(data) > expected_roc(data, column="score") + 0.05
+    assert expected_roc(data, True) > expected_roc(data, True, column="score") + 0.05
 
 
 def test_csv_end_to_end_json(csv_files, capsys):
@@ -160,6 +176,9 @@ def test_csv_end_to_end_json(csv_files, capsys):
     assert rc == 0
     out = json.loads(capsys.readouterr().out)
     det = out["detection"]
+    assert det["score_column"] == "calibrated"  # the default
+    assert det["alert_threshold"] == 1.0  # the threshold column: on the calibrated scale
+    assert det["warnings"] == []
     assert det["n_keys"] == 2
     assert det["labels"]["join"] == "key+timestamp"
     assert det["labels"]["n_score_rows_matched"] == 2 * N
@@ -187,6 +206,108 @@ def test_csv_end_to_end_json(csv_files, capsys):
     )
 
 
+def evaluate_json(f, capsys, *extra: str) -> dict:
+    assert (
+        invoke(["--scores", str(f["scores"]), "--labels", str(f["labels"]), "--json", *extra]) == 0
+    )
+    return json.loads(capsys.readouterr().out)["detection"]
+
+
+def test_default_ranks_calibrated_and_score_column_score_ranks_raw(csv_files, capsys):
+    """Every column-dependent figure follows the ranked column; the baseline does not."""
+    data, f = csv_files
+    default = evaluate_json(f, capsys)
+    explicit = evaluate_json(f, capsys, "--score-column", "calibrated")
+    raw = evaluate_json(f, capsys, "--score-column", "score")
+    assert explicit == default
+    assert (default["score_column"], raw["score_column"]) == ("calibrated", "score")
+    assert (default["alert_threshold"], raw["alert_threshold"]) == (1.0, None)
+    for det, column in ((default, "calibrated"), (raw, "score")):
+        assert det["all"]["model"]["roc_auc"] == pytest.approx(expected_roc(data, column=column))
+        assert det["warm"]["model"]["roc_auc"] == pytest.approx(
+            expected_roc(data, warm_only=True, column=column)
+        )
+        s = np.concatenate([d[column] for d in data.values()])
+        y = np.concatenate([d["y"] for d in data.values()])
+        best = best_f1(s, y)  # the oracle threshold is on the ranked column's scale
+        assert det["all"]["model"]["f1_best"] == pytest.approx(best.f1)
+        assert det["all"]["model"]["f1_best_threshold"] == pytest.approx(best.threshold)
+    assert (
+        default["all"]["model"]["f1_best_threshold"]
+        < 5.0
+        < raw["all"]["model"]["f1_best_threshold"]
+    )
+    # same rows either way (dead letters are empty in both columns): same labels, same
+    # random baseline, same binary detector metrics (from is_anomaly, not the ranked column)
+    for block in ("all", "warm"):
+        assert default[block]["random"] == raw[block]["random"]
+        for name in ("n_scored", "n_excluded_nonfinite", "n_positive", "n_flagged"):
+            assert default[block][name] == raw[block][name]
+        assert default[block]["model"]["nab_score"] == raw[block]["model"]["nab_score"]
+    assert default["all"]["n_excluded_nonfinite"] == 4
+    assert default["warm"]["n_rows"] == 2 * (N - 10)
+
+
+def test_report_plots_threshold_only_on_the_calibrated_scale(csv_files, tmp_path, monkeypatch):
+    """The ranked column is the top panel; the threshold line goes with ``calibrated`` only,
+    whichever column is ranked, and the metrics file names the column."""
+    data, f = csv_files
+    seen: list = []
+    original = report_module._plot_score
+
+    def spy(path, ks):
+        seen.append(ks)
+        return original(path, ks)
+
+    monkeypatch.setattr(report_module, "_plot_score", spy)
+    for extra, ranked, other in (
+        ([], "calibrated", "score"),
+        (["--score-column", "score"], "score", "calibrated"),
+    ):
+        seen.clear()
+        out = tmp_path / ranked
+        argv = ["--scores", str(f["scores"]), "--labels", str(f["labels"]), "--report", str(out)]
+        assert invoke([*argv, *extra]) == 0
+        assert json.loads((out / "metrics.json").read_text())["detection"]["score_column"] == (
+            ranked
+        )
+        assert len(seen) == 2 and len(list(out.glob("score_*.png"))) == 2
+        for ks in seen:
+            panels = report_module._score_panels(ks)
+            assert [name for name, _, _ in panels] == [ranked, other]
+            by_name = {name: (values, thr) for name, values, thr in panels}
+            assert by_name["score"][1] is None  # the raw score has no threshold
+            thr = by_name["calibrated"][1]
+            assert thr is not None and np.nanmax(np.abs(thr - 1.0)) == 0.0
+            for name in ("calibrated", "score"):
+                np.testing.assert_allclose(by_name[name][0], data[ks.key][name])
+            np.testing.assert_allclose(ks.score, data[ks.key][ranked])
+
+
+def test_report_panels_of_files_without_calibrated_values():
+    """A file without a calibrated column keeps the threshold on its score (nothing else it
+    can refer to); a custom ranked column never gets it."""
+    ts, s, thr = np.arange(4), np.arange(4.0), np.full(4, 2.0)
+    ks = report_module.KeySeries("k", ts, s, thr, score_column="score", raw_score=s)
+    assert [(n, t is thr) for n, _, t in report_module._score_panels(ks)] == [("score", True)]
+    ks = report_module.KeySeries("k", ts, s, thr, score_column="custom", raw_score=s + 1)
+    assert [(n, t is thr) for n, _, t in report_module._score_panels(ks)] == [
+        ("custom", False),
+        ("score", True),
+    ]
+    nan = np.full(4, np.nan)  # a calibrated column without values: no panel, no threshold
+    ks = report_module.KeySeries("k", ts, s, thr, nan, score_column="score", raw_score=s)
+    assert [(n, t is thr) for n, _, t in report_module._score_panels(ks)] == [("score", False)]
+
+
+def test_help_names_calibrated_as_default():
+    parser = argparse.ArgumentParser(prog="streamgen")
+    sub = parser.add_subparsers(dest="command", required=True)
+    text = " ".join(register(sub).format_help().split())
+    assert "--score-column COL" in text
+    assert "(default: calibrated," in text and "'score' ranks by the raw model score" in text
+
+
 def test_jsonl_inputs_iso_timestamps_and_report(tmp_path, capsys):
     data = make_data()
     scores = write_jsonl(tmp_path / "scores.jsonl", score_rows(data, True))
@@ -207,12 +328,15 @@ def test_jsonl_inputs_iso_timestamps_and_report(tmp_path, capsys):
     assert rc == 0
     text = capsys.readouterr().out
     assert "roc_auc" in text and "random" in text and "warm rows only" in text
+    assert "ranked by column 'calibrated'" in text
+    assert "alert threshold on this scale: 1.0000" in text
     assert "ratio model/best naive" in text
     metrics = json.loads((report / "metrics.json").read_text())  # strict JSON: no NaN
     assert metrics["detection"]["labels"]["join"] == "timestamp"
     # both keys share timestamps, so each label row applies to both keys: the union of bursts
     y_union = np.maximum(data["alpha"]["y"], data["beta"]["y"])
-    s = np.concatenate([data["alpha"]["score"], data["beta"]["score"]])
+    s = np.concatenate([data["alpha"]["calibrated"], data["beta"]["calibrated"]])
+    assert metrics["detection"]["score_column"] == "calibrated"
     assert metrics["detection"]["all"]["model"]["roc_auc"] == pytest.approx(
         roc_auc(s, np.concatenate([y_union, y_union]))
     )
@@ -250,10 +374,28 @@ def test_scores_without_optional_columns(tmp_path, capsys):
     scores = write_csv(tmp_path / "s.csv", rows)
     labels = write_csv(tmp_path / "l.csv", [{"timestamp": T0 + 4000, "is_anomaly": 1}])
     assert invoke(["--scores", str(scores), "--labels", str(labels), "--json"]) == 0
-    det = json.loads(capsys.readouterr().out)["detection"]
+    captured = capsys.readouterr()
+    det = json.loads(captured.out)["detection"]
+    # no calibrated column (another tool's file): the default falls back to score, visibly
+    assert det["score_column"] == "score" and det["alert_threshold"] is None
+    assert len(det["warnings"]) == 1 and "no 'calibrated' values" in det["warnings"][0]
+    assert "warning: no 'calibrated' values: ranking the raw 'score'" in captured.err
     assert det["warm"] is None
     assert "nab_score" not in det["all"]["model"]  # no is_anomaly column
     assert det["labels"]["n_score_rows_matched"] == 1
+    # ... but never when the column is asked for
+    assert invoke(["--scores", str(scores), "--labels", str(labels), "--score-column",
+                   "calibrated"]) == 2  # fmt: skip
+    assert "no 'calibrated' column" in capsys.readouterr().err
+
+
+def test_empty_calibrated_column_falls_back_to_score(tmp_path, capsys):
+    rows = [{"timestamp": T0 + i * 1000, "score": i % 5, "calibrated": ""} for i in range(30)]
+    scores = write_csv(tmp_path / "s.csv", rows)
+    labels = write_csv(tmp_path / "l.csv", [{"timestamp": T0 + 4000, "is_anomaly": 1}])
+    assert invoke(["--scores", str(scores), "--labels", str(labels), "--json"]) == 0
+    det = json.loads(capsys.readouterr().out)["detection"]
+    assert det["score_column"] == "score" and det["all"]["n_scored"] == 30
 
 
 @pytest.mark.parametrize(
@@ -264,7 +406,15 @@ def test_scores_without_optional_columns(tmp_path, capsys):
         (["--continuations", "{conts}"], "--continuations needs --actual"),
         ([], "nothing to evaluate"),
         (["--scores", "{missing}", "--labels", "{labels}"], "cannot read"),
-        (["--scores", "{labels}", "--labels", "{labels}"], "no 'score' column"),
+        (["--scores", "{labels}", "--labels", "{labels}"], "no 'calibrated' column"),
+        (
+            ["--scores", "{labels}", "--labels", "{labels}", "--score-column", "score"],
+            "no 'score' column",
+        ),
+        (
+            ["--scores", "{scores}", "--labels", "{labels}", "--score-column", "nope"],
+            "no 'nope' column",
+        ),
         (["--scores", "{scores}", "--labels", "{labels}", "--seeds", "1"], "--seeds"),
         (["--scores", "{scores}", "--labels", "{bad_ts}"], "cannot parse timestamp"),
         (["--continuations", "{bad_conts}", "--actual", "{actual}"], "channels"),
@@ -330,7 +480,7 @@ def test_engine_format_dead_letters_label_column_gz_and_channels(tmp_path, capsy
          "threshold": "1.0", "is_anomaly": "false", "warm": "false",
          "error": "not valid JSON", "model": "sota", "label": ""},
     )  # fmt: skip
-    scores[7]["calibrated"] = "np.float64(0.5)"  # as numpy-2 repr() writes it: plots only
+    scores[7]["score"] = "np.float64(0.5)"  # as numpy-2 repr() writes it: plots only
     score_path = write_csv(tmp_path / "out.csv", scores)
     raw = [
         {"timestamp": T0 // 1000 + i, "v": f"{x[i]:.6f}", "note": "ok", "extra": 7}
@@ -356,11 +506,12 @@ def test_engine_format_dead_letters_label_column_gz_and_channels(tmp_path, capsy
     out = json.loads(captured.out)
     det = out["detection"]
     assert det["labels"]["join"] == "label column of --scores"
-    assert "warning: 1 unparsable 'calibrated' cells" in captured.err
+    assert det["score_column"] == "calibrated"
+    assert "warning: 1 unparsable 'score' cells" in captured.err
     assert det["all"]["n_rows"] == n + 1 and det["all"]["n_excluded_nonfinite"] == 1
     assert det["all"]["model"]["roc_auc"] == 1.0
     assert list(det["per_key"]) == ["default"]  # the key-less dead letter is not a key
-    assert len(det["warnings"]) == 1 and "'calibrated'" in det["warnings"][0]
+    assert len(det["warnings"]) == 1 and "'score'" in det["warnings"][0]
     fc = out["forecast"]
     assert fc["actual_input"]["channels"] == ["v"]  # 'extra' is numeric but not a channel
     assert fc["actual_input"]["n_rows_skipped"] == 1
@@ -371,6 +522,9 @@ def test_engine_format_dead_letters_label_column_gz_and_channels(tmp_path, capsy
     # the readable table too
     assert invoke(["--scores", str(score_path)]) == 0
     assert "labels: the 'label' column of --scores" in capsys.readouterr().out
+    # the ranked column must parse: ranking the raw score trips over that cell
+    assert invoke(["--scores", str(score_path), "--score-column", "score"]) == 2
+    assert "column 'score' is not a number: 'np.float64(0.5)'" in capsys.readouterr().err
 
 
 def test_actual_channels_inferred_like_the_decoder(tmp_path, capsys):
