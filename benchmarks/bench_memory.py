@@ -6,7 +6,8 @@ state, and the last rounds score a window for every record of a batch. Each key 
 in a fresh subprocess so the peak RSS (``ru_maxrss``) belongs to that run alone; the
 baseline is the same process after importing streamgen and building the engine with no keys.
 ``state/key`` counts the bytes of the per-slot arrays (rings, normalizer, calibrator,
-forecast state) per key, without the Python dicts that map keys to slots.
+forecast state, per-key autoregression) per key, without the Python dicts that map keys to
+slots.
 
 Usage: ``python benchmarks/bench_memory.py [--keys 1000 10000 100000] [--model sota]
 [--arch gru|mlp] [--batch 8192]``
@@ -32,6 +33,8 @@ def _state_bytes(eng) -> int:  # noqa: ANN001 - an Engine
               eng.normalizer.sd, eng.normalizer.count, eng.prev_fc, eng.fc_age, eng.has_fc,
               eng.last_anom, eng.n_windows]
     arrays += [v for v in vars(eng.calibrator).values() if hasattr(v, "nbytes")]
+    if eng.ar is not None:  # the per-key autoregressions (model.ar_order)
+        arrays += [eng.ar.gram, eng.ar.cross]
     return sum(a.nbytes for a in arrays)
 
 

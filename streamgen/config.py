@@ -142,6 +142,16 @@ class ModelConfig(_Frozen):
     score_forecast: float = Field(default=1.0, ge=0.0)
     # Roll back to the last good weights after this many consecutive skipped steps.
     max_bad_steps: int = Field(default=5, ge=1)
+    # Continuations come from a per-key ridge autoregression (core/keyar.py) on the robust
+    # window: order p (lags, at most window.length are used; 0 = off: the model's own
+    # continuation), the decay of older spans per new one (0.998: ~500 spans of memory) and
+    # the ridge pull toward a last-value forecast. Quick suite, seed 0, mean of 9 streams:
+    # 0.61x the best naive forecast (MLP) and 0.64x (GRU) vs 0.87x and 1.05x without; order
+    # 24 gave 0.63x, 16 gave 0.69x (MLP). The fits learn with the model (not when
+    # max_steps_per_batch is 0).
+    ar_order: int = Field(default=32, ge=0, le=1024)
+    ar_forget: float = Field(default=0.998, gt=0.0, le=1.0)
+    ar_ridge: float = Field(default=1.0, gt=0.0)
 
 
 class CalibrateConfig(_Frozen):

@@ -108,6 +108,7 @@ def keys_state(engine: Engine, keys: list[str] | None = None) -> dict[str, Any]:
         "has_fc": torch.from_numpy(engine.has_fc[slots].copy()),
         "last_anom": torch.from_numpy(engine.last_anom[slots].copy()),
         "n_windows": torch.from_numpy(engine.n_windows[slots].copy()),
+        "ar": None if engine.ar is None else engine.ar.state_dict(slots),
         "alerts": engine.alerter.state_dict(ws["keys"]),
         "key_partition": {k: list(engine.key_partition.get(k, ("", -1))) for k in ws["keys"]},
     }
@@ -155,6 +156,8 @@ def load_keys_state(engine: Engine, state: dict[str, Any]) -> None:
     engine._ensure()
     norm.load_state_dict(state["normalizer"], slots)
     engine.calibrator.load_state_dict(state["calibrator"], slots)
+    if engine.ar is not None and state.get("ar") is not None:
+        engine.ar.load_state_dict(state["ar"], slots)
     for i, s in enumerate(slots):
         engine.prev_fc[s] = state["prev_fc"][i].numpy()
         engine.fc_age[s] = int(state["fc_age"][i])

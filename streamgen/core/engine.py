@@ -38,10 +38,11 @@ from streamgen.core.alerting import Alerter
 from streamgen.core.calibrate import Calibrator
 from streamgen.core.decode import Decoder
 from streamgen.core.gate import LatenessGate
+from streamgen.core.keyar import KeyAR
 from streamgen.core.normalize import Normalizer
 from streamgen.core.ports import Metrics, RawMessage, Sink
 from streamgen.core.window import BatchFold, WindowStore
-from streamgen.models.online import OnlineLearner
+from streamgen.models.online import OnlineLearner, ScoreResult
 from streamgen.records import DeadLetter, Position, Record
 
 SCORE_COLUMNS = [
@@ -137,6 +138,7 @@ class Engine:
         self.store: WindowStore | None = None
         self.normalizer: Normalizer | None = None
         self.learner: OnlineLearner | None = None
+        self.ar: KeyAR | None = None
         # Per slot: the continuation (H, C) of the key's last scored window, in raw units, and
         # how many points arrived since it was made (point i after it uses forecast step i).
         self.prev_fc = np.zeros((0, 1, 1), np.float32)
@@ -161,6 +163,9 @@ class Engine:
         self.normalizer = Normalizer(c.normalize, n_channels)
         if self.learner is None:
             self.learner = OnlineLearner(c.model, n_channels, c.window.length)
+        order = min(c.model.ar_order, c.window.length)
+        if order:
+            self.ar = KeyAR(order, c.model.horizon, c.model.ar_forget, c.model.ar_ridge)
         self.prev_fc = np.zeros((0, c.model.horizon, n_channels), np.float32)
         self._ensure()
 
@@ -169,6 +174,8 @@ class Engine:
         n = self.store.n_slots
         self.normalizer.ensure(n)
         self.calibrator.ensure(n)
+        if self.ar is not None:
+            self.ar.ensure(n)
         pad = n - len(self.has_fc)
         if pad > 0:
             H, C = self.store.horizon, self.store.n_channels
@@ -182,6 +189,8 @@ class Engine:
         assert self.normalizer is not None
         self.normalizer.reset(slot)
         self.calibrator.reset(slot)
+        if self.ar is not None:
+            self.ar.reset(slot)
         self.has_fc[slot] = False
         self.fc_age[slot] = 0
         self.last_anom[slot] = False
@@ -334,6 +343,8 @@ class Engine:
         new_slots = lslot[lfresh]
         for slot in new_slots.tolist():
             self.calibrator.reset(slot)
+        if self.ar is not None:
+            self.ar.reset(new_slots)
         self.has_fc[new_slots] = False
         self.last_anom[new_slots] = False
         self.n_windows[new_slots] = 0
@@ -368,7 +379,7 @@ class Engine:
         windows = np.clip((b.fold.windows(wi) - m) / sd, -clip, clip).astype(np.float32)
         res = self.learner.score(windows)
         ps = res.point_score
-        fc_raw = res.forecast * sd + m
+        fc_raw = self._continuation(b.fold.slot[wi], windows, res) * sd + m
         # [models: in-batch forecasts] A window's key may have an earlier window in this
         # same batch: its continuation (same pass, same weights, made without seeing this
         # point, so still prequential) is the freshest forecast for this point. Without
@@ -397,13 +408,32 @@ class Engine:
             err = np.sqrt(np.mean(fe_z[has_fc[wi]] ** 2, axis=1)).mean()
             self.metrics.forecast_error(c.name, float(err))
 
+    def _continuation(
+        self, slots: np.ndarray, windows: np.ndarray, res: ScoreResult
+    ) -> np.ndarray:
+        """Continuations ``(B, H, C)`` of scored windows, normalized: the key's
+        autoregression's (:mod:`streamgen.core.keyar`), else the model's. The autoregression
+        reads each window as the model's forecast head does: every point pulled to within
+        ``robust_limit`` of its reconstruction, so that a spike does not echo through the
+        forecasts after it."""
+        if self.ar is None:
+            return res.forecast
+        lim = self.cfg.model.robust_limit
+        lags = windows
+        if lim and res.recon is not None:
+            lags = res.recon + np.clip(windows - res.recon, -lim, lim)
+        return self.ar.forecast(slots, lags)
+
     def _learn(self, b: _Batch, flagged_seq: dict[str, list[int]], st: BatchStats) -> None:
-        """A training step on the sampled spans that hold no flagged point."""
+        """Fold every new span that holds no flagged point into its key's autoregression;
+        a training step of the model on the sampled ones."""
         store, learner = self.store, self.learner
         assert store is not None and learner is not None
         W, H, C = store.length, store.horizon, store.n_channels
         fold, ok = b.fold, b.ok
-        cand = ok[b.take_span[ok] & (fold.count[ok] >= W + H)]
+        cand = ok[fold.count[ok] >= W + H]
+        if self.ar is None:
+            cand = cand[b.take_span[cand]]
         span_idx = cand[~fold.span_flagged(cand)]
         if flagged_seq:
             keep = []
@@ -418,6 +448,13 @@ class Engine:
             clip = self.cfg.normalize.clip
             m, sd = b.mean_after[span_idx][:, None, :], b.std_after[span_idx][:, None, :]
             spans = np.clip((fold.spans(span_idx) - m) / sd, -clip, clip).astype(np.float32)
+        if self.ar is not None:
+            if self.cfg.model.max_steps_per_batch:  # 0: learning off, the fits too
+                # A key evicted later in the batch gave its slot to another: skip its spans.
+                alive = fold.seg_alive[fold.seg[span_idx]]
+                self.ar.update(fold.slot[span_idx[alive]], spans[alive])
+            sampled = b.take_span[span_idx]
+            span_idx, spans = span_idx[sampled], spans[sampled]
         if len(spans) or learner.replay_n:
             stats = learner.learn(spans)
             st.loss = stats["loss"]

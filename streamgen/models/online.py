@@ -79,6 +79,7 @@ class ScoreResult:
     point_score: np.ndarray  # (B, W)
     forecast: np.ndarray  # (B, H, C)
     forecast_std: np.ndarray | None  # (B, H, C)
+    recon: np.ndarray | None = None  # (B, W, C)
 
 
 class LeanOptimizer:
@@ -226,8 +227,9 @@ class OnlineLearner:
         B, W = len(windows), windows.shape[1]
         H, C = self.cfg.horizon, self.n_channels
         chunk = max(1, self.score_chunk)
-        # Per window: point scores (W), forecast (H*C) and, for the RVAE, its spread (H*C),
-        # side by side in one row, so that a chunk comes back in one device→host copy.
+        # Per window: point scores (W), forecast (H*C), reconstruction (W*C) and, for the
+        # RVAE, its spread (H*C), side by side in one row, so that a chunk comes back in one
+        # device→host copy.
         width = 0
         buf = torch.empty(0)
         for lo in range(0, B, chunk):
@@ -236,7 +238,8 @@ class OnlineLearner:
             with self._autocast():
                 res = self.model.score(x)
             n = hi - lo
-            parts = [res.point_score.reshape(n, W), res.forecast.reshape(n, H * C)]
+            parts = [res.point_score.reshape(n, W), res.forecast.reshape(n, H * C),
+                     res.recon.reshape(n, W * C)]
             if res.forecast_std is not None:
                 parts.append(res.forecast_std.reshape(n, H * C))
             row = torch.cat([p.float() for p in parts], dim=1)  # (n, width)
@@ -249,11 +252,14 @@ class OnlineLearner:
         if self._cuda:
             torch.cuda.current_stream(self.device).synchronize()
         out = buf[: B * width].numpy().reshape(B, width) if width else np.zeros((0, W), np.float32)
-        has_std = width > W + H * C
+        f_end = W + H * C
+        r_end = f_end + W * C
+        has_std = width > r_end
         return ScoreResult(
             point_score=out[:, :W].copy(),
-            forecast=out[:, W : W + H * C].reshape(B, H, C).copy(),
-            forecast_std=out[:, W + H * C :].reshape(B, H, C).copy() if has_std else None,
+            forecast=out[:, W:f_end].reshape(B, H, C).copy(),
+            forecast_std=out[:, r_end:].reshape(B, H, C).copy() if has_std else None,
+            recon=out[:, f_end:r_end].reshape(B, W, C).copy(),
         )
 
     def _result_buffer(self, n: int) -> torch.Tensor:
