@@ -42,6 +42,9 @@ from typing import Any
 
 import numpy as np
 
+# Keys solved per call in :meth:`KeyAR.forecast` (bounds its temporaries).
+_SOLVE_CHUNK = 1024
+
 
 class KeyAR:
     """Per-slot ridge autoregressions of order ``order`` forecasting ``horizon`` points.
@@ -112,8 +115,13 @@ class KeyAR:
     def forecast(self, slots: np.ndarray, lags: np.ndarray) -> np.ndarray:
         """Continuations ``(n, H, C)`` of windows whose last ``p`` points are ``lags[:, -p:]``
         (normalized, ``(n, >= p, C)``); one solve per distinct slot."""
+        if not len(slots):
+            return np.zeros((0, self.H, lags.shape[2]), np.float32)
         uniq, inv = np.unique(slots, return_inverse=True)
-        b = self.coef(uniq)[inv].astype(np.float32)  # (n, p + 1, H)
+        # In chunks: a batch with a window for each of 8192 keys would otherwise hold
+        # several (8192, p + 1, p + 1) float64 temporaries (~70 MB each at p = 32).
+        coefs = [self.coef(uniq[i : i + _SOLVE_CHUNK]) for i in range(0, len(uniq), _SOLVE_CHUNK)]
+        b = np.concatenate(coefs).astype(np.float32)[inv]  # (n, p + 1, H)
         x = lags[:, -self.p :].transpose(0, 2, 1)  # (n, C, p)
         fc = x @ b[:, : self.p] + b[:, self.p][:, None, :]  # (n, C, H)
         return fc.transpose(0, 2, 1).astype(np.float32)
