@@ -53,6 +53,14 @@ class OnlineModel(nn.Module):
     ) -> tuple[SeqOutput, torch.Tensor]:
         raise NotImplementedError
 
+    def loss_with_grads(
+        self, x: torch.Tensor, future: torch.Tensor, step: int = 0
+    ) -> torch.Tensor | None:
+        """The training loss of ``forward(x, future, step)`` with every parameter's gradient
+        already set (not accumulated), for models that compute both without autograd;
+        None (the default) where the learner must run ``forward`` and ``backward``."""
+        return None
+
     @torch.no_grad()
     def score(self, x: torch.Tensor) -> SeqOutput:
         """Score windows ``(B, W, C)`` without training; deterministic where possible."""

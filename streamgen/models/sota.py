@@ -34,9 +34,18 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from streamgen.models.base import OnlineModel, SeqModelConfig, SeqOutput
-from streamgen.models.layers import LinearForecast, make_decoder, make_encoder, robust_input
+from streamgen.models.fastgrad import TANH, LinearChain, grad_of
+from streamgen.models.layers import (
+    LinearForecast,
+    WindowDecoder,
+    WindowEncoder,
+    make_decoder,
+    make_encoder,
+    robust_input,
+)
 
 
 @dataclass(frozen=True)
@@ -57,6 +66,37 @@ class SOTA(OnlineModel):
             cfg.arch, C, W, H, cfg.latent, cfg.hidden, cfg.layers, 1, cfg.dropout
         )
         self.linear = LinearForecast(W, H)
+        self._chain = self._linear_chain()
+        self._weights: dict[tuple[int, torch.device], torch.Tensor] = {}
+
+    def _linear_chain(self) -> LinearChain | None:
+        """Encoder, bottleneck and decoder as one :class:`LinearChain` (the MLPs without
+        dropout), for :meth:`loss_with_grads`; None for the GRUs."""
+        enc, dec = self.encoder, self.decoder
+        if not (isinstance(enc, WindowEncoder) and isinstance(dec, WindowDecoder)):
+            return None
+        chain = LinearChain.of([*enc.net, enc.act, self.to_latent, TANH, *dec.net])
+        if chain is None:
+            return None
+        covered = {id(p) for p in [*chain.parameters(), *self.linear.parameters()]}
+        return chain if covered == {id(p) for p in self.parameters()} else None
+
+    def _loss_weights(self, like: torch.Tensor) -> torch.Tensor:
+        """Per decoder output (``(W + H) * C`` of them), the loss's derivative by the output
+        divided by the output's error: ``2 / n`` for each of the reconstruction's ``n``
+        errors, ``2 * forecast_weight / m`` for the continuation's ``m`` (cached per batch
+        size and device)."""
+        B = like.shape[0]
+        key = (B, like.device)
+        w = self._weights.get(key)
+        if w is None:
+            C, W, H = self.cfg.n_channels, self.cfg.window, self.horizon
+            w = torch.cat([
+                torch.full((W * C,), 2.0 / (B * W * C)),
+                torch.full((H * C,), 2.0 * self.cfg.forecast_weight / (B * H * C)),
+            ]).to(like)
+            self._weights[key] = w
+        return w
 
     def _decode(self, x: torch.Tensor) -> torch.Tensor:
         z = torch.tanh(self.to_latent(self.encoder(x)))  # (B, L)
@@ -81,3 +121,34 @@ class SOTA(OnlineModel):
         if future is not None:
             loss = loss + self.cfg.forecast_weight * (cont - future).pow(2).mean()
         return SeqOutput(recon=recon, forecast=cont, point_score=err.mean(-1)), loss
+
+    @torch.no_grad()
+    def loss_with_grads(
+        self, x: torch.Tensor, future: torch.Tensor, step: int = 0
+    ) -> torch.Tensor | None:
+        """The training loss of :meth:`forward`, with every parameter's gradient *set* by
+        hand (:mod:`~streamgen.models.fastgrad`); None when the networks are not plain
+        MLPs (GRUs, dropout): use autograd then."""
+        chain = self._chain
+        if chain is None:
+            return None
+        B, W, C = x.shape
+        H, lim = self.horizon, self.cfg.robust_limit
+        out, saved = chain.forward(x.reshape(B, W * C))  # (B, (W + H) * C)
+        recon = out[:, : W * C].view(B, W, C)
+        # The forecast head reads the robust window; its input takes no gradient (the
+        # reconstruction is detached in robust_input).
+        x_in = robust_input(x, recon, lim) if lim else x
+        proj = self.linear.proj
+        x_t = x_in.transpose(1, 2)  # (B, C, W)
+        cont = out[:, W * C :].view(B, H, C) + F.linear(x_t, proj.weight, proj.bias).transpose(1, 2)
+        # The errors of the decoder's outputs (reconstruction, then continuation), the
+        # loss's gradient by them, and the loss: the weighted sum of squared errors.
+        err = torch.cat([(recon - x).view(B, W * C), (cont - future).view(B, H * C)], 1)
+        g_out = err * self._loss_weights(err)
+        loss = torch.dot(g_out.view(-1), err.view(-1)) * 0.5
+        g_proj = g_out[:, W * C :].view(B, H, C).transpose(1, 2).reshape(B * C, H)
+        torch.mm(g_proj.t(), x_t.reshape(B * C, W), out=grad_of(proj.weight))
+        torch.sum(g_proj, 0, out=grad_of(proj.bias))
+        chain.backward(g_out, saved)
+        return loss

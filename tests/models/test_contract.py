@@ -69,9 +69,10 @@ def test_online_model_contract(name, device, arch, tmp_path):
     assert lr2.step == lr.step
 
 
-def test_non_finite_loss_is_skipped_and_repeated_failures_roll_back(name):
-    cfg = ModelConfig(name=name, hidden=8, latent=4, horizon=H, device="cpu", max_bad_steps=3,
-                      max_steps_per_batch=1)
+@pytest.mark.parametrize("arch", ["gru", "mlp"])  # mlp: SOTA's gradients set by hand
+def test_non_finite_loss_is_skipped_and_repeated_failures_roll_back(name, arch):
+    cfg = ModelConfig(name=name, arch=arch, hidden=8, latent=4, horizon=H, device="cpu",
+                      max_bad_steps=3, max_steps_per_batch=1)
     lr = OnlineLearner(cfg, C, W)
     rng = np.random.default_rng(1)
     for _ in range(3):
