@@ -39,6 +39,10 @@ from streamgen.records import DeadLetter, Record
 _MS_CUTOFF = 1e11
 
 
+# JSON text -> (value, end index): json.loads without its encoding detection and its two
+# whitespace-skipping regular expressions.
+_raw_decode = json.JSONDecoder().raw_decode
+
 # Times the output can print as ISO-8601: 0001-01-01T00:00:00Z .. 9999-12-31T23:59:59.999Z.
 _MIN_MS, _MAX_MS = -62_135_596_800_000, 253_402_300_799_999
 
@@ -48,7 +52,10 @@ def parse_time_ms(value: object) -> int:
     if isinstance(value, bool) or value is None:
         raise DecodeError("missing or invalid time")
     if isinstance(value, int | float):
-        num = float(value)
+        try:
+            num = float(value)
+        except OverflowError:  # an integer beyond float range
+            raise DecodeError("time out of range (years 1 to 9999)") from None
     else:
         text = str(value).strip()
         if not text:
@@ -78,7 +85,10 @@ def _to_float(value: object, name: str) -> float:
     if isinstance(value, bool) or value is None:
         raise DecodeError(f"non-numeric value in field {name}")
     if isinstance(value, int | float):
-        v = float(value)
+        try:
+            v = float(value)
+        except OverflowError:  # an integer beyond float range
+            raise DecodeError("value magnitude exceeds 1e30") from None
     else:
         text = str(value).strip()
         if not text:
@@ -120,10 +130,81 @@ class Decoder:
 
     def decode(self, msg: RawMessage) -> Record | DeadLetter:
         """Return a :class:`Record`, or a :class:`DeadLetter` whose ``reason`` says why."""
+        if self.channels is not None and type(msg.value) is bytes:
+            rec = self._decode_plain(msg)
+            if rec is not None:
+                return rec
         try:
             return self._decode(msg)
         except DecodeError as exc:
             return DeadLetter(raw=_raw_bytes(msg.value), position=msg.position, reason=str(exc))
+
+    def _decode_plain(self, msg: RawMessage) -> Record | None:
+        """:meth:`_decode` of the common record in under half its time: a UTF-8 JSON object
+        with numbers for time and values, once the channels are known. Anything else (or
+        anything wrong) returns None, and :meth:`_decode` decides, with its reasons; what
+        this returns is what :meth:`_decode` would have.
+
+        Per record, :meth:`_decode`'s generic steps (encoding detection, a copy to strip
+        whitespace, a numpy write per value and a numpy reduction, a call per field) cost
+        twice the JSON parsing itself.
+        """
+        cfg, raw = self.cfg, msg.value
+        assert isinstance(raw, bytes) and self.channels is not None
+        if len(raw) > cfg.max_record_bytes or raw[:1] != b"{" or raw[-1:] != b"}":
+            return None
+        try:
+            text = raw.decode()
+            fields, end = _raw_decode(text)
+        except ValueError:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+            return None
+        if end != len(text) or type(fields) is not dict:
+            return None
+        if msg.key is not None:
+            key = msg.key.decode("utf-8", errors="replace")
+        else:
+            raw_key = fields.get(cfg.key_field)
+            if raw_key is None or raw_key == "":
+                key = "default"
+            elif type(raw_key) is str:
+                key = raw_key
+            else:
+                return None
+        t = fields.get(cfg.time_field)
+        if len(key) > 512 or (type(t) is not int and type(t) is not float):
+            return None
+        vals = []
+        label = None
+        try:  # float() of an integer beyond float range raises OverflowError
+            # parse_time_ms's arithmetic; NaN and infinities fail the range test.
+            num = float(t)
+            ms = num if abs(num) >= _MS_CUTOFF else num * 1000.0
+            if not _MIN_MS <= ms <= _MAX_MS:
+                return None
+            ts_ms = int(round(ms))
+            if cfg.max_time_skew_ms and self.max_ts_ms is not None:
+                if abs(ts_ms - self.max_ts_ms) > cfg.max_time_skew_ms:
+                    return None
+            for name in self.channels:
+                v = fields.get(name)
+                if type(v) is not float and type(v) is not int:
+                    return None
+                v = float(v)
+                if not -1e30 <= v <= 1e30:  # also false for NaN
+                    return None
+                vals.append(v)
+            if cfg.label_field:
+                raw_label = fields.get(cfg.label_field)
+                if raw_label is not None and raw_label != "":
+                    if type(raw_label) is not int and type(raw_label) is not float:
+                        return None
+                    label = int(float(raw_label))  # ValueError: NaN
+        except (ValueError, OverflowError):
+            return None
+        if self.max_ts_ms is None or ts_ms > self.max_ts_ms:
+            self.max_ts_ms = ts_ms
+        values = np.array(vals, dtype=np.float64)
+        return Record(key=key, ts_ms=ts_ms, values=values, position=msg.position, label=label)
 
     def _decode(self, msg: RawMessage) -> Record:
         cfg = self.cfg

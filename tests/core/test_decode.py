@@ -93,3 +93,56 @@ def test_decoder_never_raises_and_records_are_finite(obj):
 def test_arbitrary_bytes_never_crash(raw):
     out = Decoder(DecodeConfig()).decode(_msg(raw))
     assert isinstance(out, Record | DeadLetter)
+
+
+def test_integers_beyond_float_range_are_dead_lettered():
+    d = Decoder(DecodeConfig())
+    assert isinstance(d.decode(_msg(b'{"ts":1,"x":1}')), Record)  # channels known: fast path
+    for raw in (b'{"ts": 1' + b"0" * 400 + b', "x": 1}', b'{"ts": 1, "x": 1' + b"0" * 400 + b"}"):
+        for dec in (d, Decoder(DecodeConfig())):  # with and without the channels known
+            out = dec.decode(_msg(raw))
+            assert isinstance(out, DeadLetter)
+            assert "out of range" in out.reason or "exceeds 1e30" in out.reason
+
+
+class _GeneralOnly(Decoder):
+    """The decoder without its fast path for plain records."""
+
+    def _decode_plain(self, msg):
+        return None
+
+
+FIELDS = ["ts", "x", "y", "key", "is_anomaly"]
+odd_values = (
+    st.none() | st.booleans() | st.integers(-(10**20), 10**20) | st.text(max_size=3)
+    | st.floats(allow_nan=True) | st.integers(0, 2 * 10**12)
+    | st.sampled_from([1e30, -1e30, 1e31, "1.5", "", 10**400, [1], {"a": 1}])
+)
+
+
+@given(
+    st.lists(st.tuples(st.dictionaries(st.sampled_from(FIELDS), odd_values, max_size=2),
+                       st.sets(st.sampled_from(FIELDS), max_size=1),
+                       st.sampled_from([b"", b" ", b"\n"])), max_size=8),
+    st.sampled_from([0, 10_000]),
+)
+@settings(max_examples=300, deadline=None)
+def test_fast_path_decodes_as_the_general_one(rows, skew):
+    """Same records, same dead letters and reasons, same state, in the same sequence."""
+    cfg = DecodeConfig(max_time_skew_ms=skew)
+    fast, general = Decoder(cfg), _GeneralOnly(cfg)
+    first = _msg(b'{"key": "k", "ts": 1700000000, "x": 1.0, "y": 2}')
+    fast.decode(first), general.decode(first)  # fixes the channels: x, y
+    for i, (changed, dropped, pad) in enumerate(rows):
+        row = {"key": "k", "ts": 1700000000 + i, "x": 0.5, "y": -2, "is_anomaly": 0, **changed}
+        raw = json.dumps({k: v for k, v in row.items() if k not in dropped}).encode() + pad
+        msg = _msg(raw, key=b"kk" if i % 3 == 2 else None, off=i)
+        a, b = fast.decode(msg), general.decode(msg)
+        assert type(a) is type(b)
+        if isinstance(a, Record):
+            assert (a.key, a.ts_ms, a.values.tolist(), a.label, a.position) == (
+                b.key, b.ts_ms, b.values.tolist(), b.label, b.position)
+            assert a.values.dtype == b.values.dtype
+        else:
+            assert (a.reason, a.raw) == (b.reason, b.raw)
+        assert fast.max_ts_ms == general.max_ts_ms
