@@ -150,6 +150,8 @@ class Calibrator:
 
         The ``MAX_FLAGGED_RUN``-th flagged window in a row restarts the slot's statistics.
         """
+        if not self._quantile:
+            return self._observe_z(slot, score, protect)
         cal = self.calibrate(slot, score)
         warm = bool(self.count[slot] >= self.cfg.warmup_windows)
         if not (protect and warm and cal >= self.threshold):
@@ -162,6 +164,35 @@ class Calibrator:
             else:
                 self.run[slot] = run
                 self.update(slot, score, flagged=True)
+        return cal, warm
+
+    def _observe_z(self, slot: int, score: float, protect: bool) -> tuple[float, bool]:
+        # observe() for the zscore method: calibrate() then update(), each statistic read
+        # and written once. Reading or writing one numpy element costs as much as the
+        # arithmetic here, and this runs once per scored window.
+        n = int(self.count[slot])
+        mu = float(self.mu[slot])
+        var = float(self.var[slot])
+        x = _transform(score)
+        cal = 0.0 if n < 2 else (x - mu) / max(math.sqrt(var), 0.05 * abs(mu), _EPS)
+        warm = n >= self.cfg.warmup_windows
+        if protect and warm and cal >= self.threshold:  # flagged: the statistics stay
+            run = int(self.run[slot]) + 1
+            if self.max_flagged_run and run >= self.max_flagged_run:
+                self.reset(slot)
+            else:
+                self.run[slot] = run
+            return cal, warm
+        self.run[slot] = 0
+        if n == 0:
+            self.mu[slot] = x
+            self.var[slot] = 0.0
+        else:
+            a = max(self.alpha, 1.0 / (n + 1))
+            d = x - mu
+            self.mu[slot] = mu + a * d
+            self.var[slot] = (1 - a) * (var + a * d * d)
+        self.count[slot] = n + 1
         return cal, warm
 
     def state_dict(self, slots: np.ndarray) -> dict[str, Any]:

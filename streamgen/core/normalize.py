@@ -146,8 +146,12 @@ class Normalizer:
         sb: list[Any] = [None] * n
         ma: list[Any] = [None] * n
         sa: list[Any] = [None] * n
-        step = self._fold_scalar if C <= _SCALAR_CHANNELS else self._fold_vector
-        xs = x.tolist() if C <= _SCALAR_CHANNELS else list(x)
+        if C == 1:
+            step, xs = self._fold_one, x[:, 0].tolist()
+        elif C <= _SCALAR_CHANNELS:
+            step, xs = self._fold_scalar, x.tolist()
+        else:
+            step, xs = self._fold_vector, list(x)
         for s in range(S):
             state = step(xs, bounds[s], bounds[s + 1], means[s], vars_[s], sds[s], counts[s],
                          rejs[s], frz[s], mb, sb, ma, sa)
@@ -161,6 +165,43 @@ class Normalizer:
             self.count[ls] = np.array([counts[s] for s in live.tolist()], np.int64)
             self.rejected[ls] = np.array([rejs[s] for s in live.tolist()], np.int64)
         return out  # type: ignore[return-value]
+
+    def _fold_one(
+        self, xs: list, lo: int, hi: int, m: list, v: list, sd: list, k: int, r: int,
+        frozen: bool, mb: list, sb: list, ma: list, sa: list,
+    ) -> tuple[list, list, list, int, int]:
+        # _fold_scalar for one channel, on bare floats (xs, and the snapshots written to
+        # mb, sb, ma, sa, hold floats, not one-element lists): a third of its time, and
+        # most streams have one channel.
+        alpha, fz, min_var, minp = self.alpha, self.cfg.freeze_z, self._min_var, self.min_points
+        sqrt, max_r = math.sqrt, self.max_rejected
+        mc, vc, sc = m[0], v[0], sd[0]
+        for i in range(lo, hi):
+            x = xs[i]
+            mb[i] = mc
+            sb[i] = sc
+            if k >= minp:
+                if abs(x - mc) > fz * sc:  # kept out; a run of them: a level that moved
+                    r += 1
+                    if r >= max_r:  # start again from the next point (as reset() does)
+                        mc, vc, sc, k, r = 0.0, 0.0, self.cfg.min_std, 0, 0
+                    ma[i] = mc
+                    sa[i] = sc
+                    continue
+                r = 0
+                if frozen:
+                    ma[i] = mc
+                    sa[i] = sc
+                    continue
+            a = max(alpha, 1.0 / (k + 1)) if k else 1.0
+            d = x - mc
+            vc = (1.0 - a) * (vc + a * d * d)
+            mc = mc + a * d
+            sc = sqrt(max(vc, min_var))
+            k += 1
+            ma[i] = mc
+            sa[i] = sc
+        return [mc], [vc], [sc], k, r
 
     def _fold_scalar(
         self, xs: list, lo: int, hi: int, m: list, v: list, sd: list, k: int, r: int,

@@ -74,7 +74,7 @@ def test_a_shorter_anomaly_does_not_move_the_statistics():
     assert abs(norm.mean[0, 0]) < 0.5
 
 
-@pytest.mark.parametrize("channels", [1, 12])
+@pytest.mark.parametrize("channels", [1, 3, 12])  # one channel, a few, the numpy path
 def test_fold_matches_update_through_a_restart(channels):
     cfg = NormalizeConfig(half_life=50)
     ref, new = Normalizer(cfg, channels), Normalizer(cfg, channels)
