@@ -340,6 +340,7 @@ def run_streamgen(
     from streamgen.config import apply_overrides
     from streamgen.core.engine import Engine, Sinks
     from streamgen.core.ports import RawMessage
+    from streamgen.core.runtime import freeze_heap
     from streamgen.records import Position
 
     cfg = apply_overrides(
@@ -351,6 +352,7 @@ def run_streamgen(
     scores = _Collect("score", "calibrated", "warm")
     conts = _Collect("key", "ts_ms", "forecast")
     eng = Engine(cfg, Sinks(scores=scores, continuations=conts))
+    freeze_heap()  # as the service and `streamgen score` do before their loops
     B = cfg.batch.max_records
     timings: dict[str, float] = {}
     t0 = time.perf_counter()

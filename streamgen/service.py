@@ -42,6 +42,7 @@ from streamgen.config import PipelineConfig
 from streamgen.core import checkpoint
 from streamgen.core.engine import Engine, Sinks
 from streamgen.core.ports import Metrics, RawMessage, Sink
+from streamgen.core.runtime import freeze_heap
 from streamgen.errors import CheckpointError, ConfigError, SinkError, SourceError
 from streamgen.io.kafka import (
     TP,
@@ -281,6 +282,7 @@ class Service:
             self._start_metrics_server()
             if not self._connect():
                 return 0
+            freeze_heap()  # everything built so far lives as long as the loop
             self._loop(max_seconds)
             return 0 if self._shutdown() else 1
         except BaseException:

@@ -17,6 +17,7 @@ from tqdm import tqdm
 from streamgen.commands.common import add_pipeline_args, pipeline_from_args, process_file
 from streamgen.core import checkpoint
 from streamgen.core.engine import SCORE_COLUMNS, Engine, Sinks
+from streamgen.core.runtime import freeze_heap
 from streamgen.errors import ConfigError
 from streamgen.io.files import FileSink, file_format
 
@@ -55,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
     engine = Engine(cfg, sinks)
     if args.checkpoint_in:
         checkpoint.load_full_state(engine, checkpoint.load(args.checkpoint_in))
+    freeze_heap()  # everything built so far lives as long as the loop
     show = sys.stderr.isatty() if args.progress is None else args.progress
     bar = tqdm(unit=" rows", disable=not show, file=sys.stderr, desc="scoring")
     t0 = time.perf_counter()
