@@ -273,10 +273,10 @@ class Engine:
         fold, ok = b.fold, b.ok
         t1 = time.perf_counter()
         iso = iso_ms_batch(b.ts_ms)
-        flagged_seq: dict[str, list[int]] = {}  # per key: batch sequence of flagged points
+        flagged: list[int] = []  # batch indices of the records flagged anomalous
         wi = np.flatnonzero(fold.ready)
         if len(wi):
-            self._score(records, rows, iso, b, wi, flagged_seq, st)
+            self._score(records, rows, iso, b, wi, flagged, st)
         # Records without a scored window: the point's squared z under the key's statistics,
         # clipped like the model's inputs; 0 while the key has no spread yet (its first
         # points), where any difference would otherwise score ~1e12.
@@ -289,7 +289,7 @@ class Engine:
         for r, score in zip(rest.tolist(), fallback, strict=True):
             rows[records[r][0]] = self._row(records[r][1], iso[r], score, 0.0, False, False)
         t2 = time.perf_counter()
-        self._learn(b, flagged_seq, st)
+        self._learn(b, flagged, st)
         self.records_total += len(records)
         self.metrics.last_event_timestamp(int(b.ts_ms.max()) / 1000.0)
         st.timings.update(window=t1 - t0, score=t2 - t1, learn=time.perf_counter() - t2)
@@ -369,7 +369,7 @@ class Engine:
 
     def _score(
         self, records: list[tuple[int, Record]], rows: list[dict[str, Any]], iso: list[str],
-        b: _Batch, wi: np.ndarray, flagged_seq: dict[str, list[int]], st: BatchStats,
+        b: _Batch, wi: np.ndarray, flagged: list[int], st: BatchStats,
     ) -> None:
         """One forward pass (in chunks) for every ready window ``wi``, then judge each."""
         assert self.learner is not None
@@ -403,7 +403,7 @@ class Engine:
         raw = np.nan_to_num(raw, nan=1e6, posinf=1e6)
         st.windows = len(wi)
         spread = None if res.forecast_std is None else res.forecast_std * sd
-        self._judge(records, rows, iso, b, wi, raw, fc_raw, spread, flagged_seq, st)
+        self._judge(records, rows, iso, b, wi, raw, fc_raw, spread, flagged, st)
         if has_fc[wi].any():
             err = np.sqrt(np.mean(fe_z[has_fc[wi]] ** 2, axis=1)).mean()
             self.metrics.forecast_error(c.name, float(err))
@@ -424,7 +424,7 @@ class Engine:
             lags = res.recon + np.clip(windows - res.recon, -lim, lim)
         return self.ar.forecast(slots, lags)
 
-    def _learn(self, b: _Batch, flagged_seq: dict[str, list[int]], st: BatchStats) -> None:
+    def _learn(self, b: _Batch, flagged: list[int], st: BatchStats) -> None:
         """Fold every new span that holds no flagged point into its key's autoregression;
         a training step of the model on the sampled ones."""
         store, learner = self.store, self.learner
@@ -435,14 +435,16 @@ class Engine:
         if self.ar is None:
             cand = cand[b.take_span[cand]]
         span_idx = cand[~fold.span_flagged(cand)]
-        if flagged_seq:
-            keep = []
-            for j, i in enumerate(span_idx.tolist()):
-                fl = flagged_seq.get(b.keys[i])
-                k = b.rec_seq[i]
-                if not (fl and any(k - W - H < f <= k for f in fl)):
-                    keep.append(j)
-            span_idx = span_idx[keep]
+        if flagged:
+            # Drop spans that hold a point flagged in this batch: of the same key, at most
+            # W + H - 1 records earlier. Codes key * M + sequence (M > n + W + H) keep each
+            # key's range apart, so one sorted array answers every span by bisection.
+            M = len(b.keys) + W + H + 1
+            fi = np.asarray(flagged, np.int64)
+            codes = np.sort(b.key_id[fi] * M + b.rec_seq[fi])
+            top = b.key_id[span_idx] * M + b.rec_seq[span_idx]
+            hits = np.searchsorted(codes, top, "right") - np.searchsorted(codes, top - W - H, "right")
+            span_idx = span_idx[hits == 0]
         spans = np.zeros((0, W + H, C), np.float32)
         if len(span_idx):
             clip = self.cfg.normalize.clip
@@ -469,7 +471,7 @@ class Engine:
     def _judge(
         self, records: list[tuple[int, Record]], rows: list[dict[str, Any]], iso: list[str],
         b: _Batch, wi: np.ndarray, raw: np.ndarray, fc_raw: np.ndarray,
-        spread: np.ndarray | None, flagged_seq: dict[str, list[int]], st: BatchStats,
+        spread: np.ndarray | None, flagged: list[int], st: BatchStats,
     ) -> None:
         """Calibrate each scored window in order, flag, alert, and fill its row."""
         store, fold = self.store, b.fold
@@ -483,8 +485,10 @@ class Engine:
         nw = (self.n_windows[w_slot] + _rank_in_group(seg) + 1).tolist()
         conts = self.sinks.continuations
         every = self.cfg.output.continuations_every
-        fc_round = np.round(fc_raw, 6) if conts is not None else fc_raw
-        spread_round = None if spread is None or conts is None else np.round(spread, 6)
+        # As lists once per batch: one numpy call per row would cost more than the row.
+        fc_list = np.round(fc_raw, 6).tolist() if conts is not None else []
+        spread_list = None if spread is None or conts is None else np.round(spread, 6).tolist()
+        horizon = int(fc_raw.shape[1])
         cal_obs, cal_only = self.calibrator.observe, self.calibrator.calibrate
         model_ok = self.learner.warm
         alerting = self.cfg.alerting.enabled
@@ -513,7 +517,7 @@ class Engine:
                 anom_w[j] = True
                 st.anomalies += 1
                 store.flag_back(slot, later[j])
-                flagged_seq.setdefault(rec.key, []).append(int(b.rec_seq[i]))
+                flagged.append(i)
             if warm and alerting:
                 ev = self.alerter.update(rec.key, rec.ts_ms, cal)
                 if ev is not None:
@@ -524,11 +528,11 @@ class Engine:
             if conts is not None and nw[j] % every == 0:
                 cont = {
                     "key": rec.key, "ts": iso[i], "ts_ms": rec.ts_ms,
-                    "horizon": int(fc_raw.shape[1]), "channels": self.channels,
-                    "forecast": fc_round[j].tolist(), "model": c.name,
+                    "horizon": horizon, "channels": self.channels,
+                    "forecast": fc_list[j], "model": c.name,
                 }
-                if spread_round is not None:
-                    cont["spread"] = spread_round[j].tolist()
+                if spread_list is not None:
+                    cont["spread"] = spread_list[j]
                 conts.add(cont)
         # Each live key's newest window sets its state for the next batch.
         lw = np.flatnonzero(alive)
