@@ -138,3 +138,25 @@ def test_checkpoint_carries_the_fits():
         other = again.store.slots[key]
         assert np.array_equal(again.ar.gram[other], eng.ar.gram[slot])
         assert np.array_equal(again.ar.cross[other], eng.ar.cross[slot])
+
+
+def test_coefficients_are_solved_again_every_refresh_spans():
+    from streamgen.core.keyar import _REFRESH
+
+    rng = np.random.default_rng(3)
+    ar = KeyAR(order=3, horizon=1, forget=1.0, ridge=1e-3)
+    ar.ensure(1)
+    slot = np.zeros(1, np.int64)
+    lags = rng.normal(size=(1, 3, 1))
+    x = np.sin(np.arange(200.0) / 3)[:, None]
+    spans = _spans(x, 4)
+    ar.update(np.zeros(50, np.int64), spans[:50])  # 50 >= _REFRESH: solved at the next call
+    first = ar.forecast(slot, lags)
+    c = ar.coef(slot)[0]  # (p + 1, H)
+    assert first[0, :, 0] == pytest.approx(lags[0, :, 0] @ c[:3] + c[3], rel=1e-5)
+    for k in range(1, _REFRESH + 1):
+        ar.update(slot, 3 * spans[50 + k : 51 + k])  # other dynamics: the fit moves
+        fc = ar.forecast(slot, lags)
+        if k < _REFRESH:
+            assert np.array_equal(fc, first)  # the cached coefficients
+    assert not np.allclose(fc, first)
