@@ -402,7 +402,10 @@ class Engine:
         raw = c.score_last * ps[:, -1] + c.score_window * ps.mean(1) + c.score_forecast * fe
         raw = np.nan_to_num(raw, nan=1e6, posinf=1e6)
         st.windows = len(wi)
-        spread = None if res.forecast_std is None else res.forecast_std * sd
+        if self.ar is not None:  # the spread of the fit that made the continuation
+            spread = self.ar.spread(b.fold.slot[wi])[:, :, None] * sd
+        else:
+            spread = None if res.forecast_std is None else res.forecast_std * sd
         self._judge(records, rows, iso, b, wi, raw, fc_raw, spread, flagged, st)
         if has_fc[wi].any():
             err = np.sqrt(np.mean(fe_z[has_fc[wi]] ** 2, axis=1)).mean()

@@ -20,8 +20,11 @@ weights, tracked as the points arrived) forecast worse than this alone on the be
 suite (0.65x vs 0.61x the best naive forecast, MLP, quick suite), as the network's
 continuation alone did (0.87x).
 
-State per key: ``(p+1)(p+2)/2 + 2(p+1)·H`` float32 values (the statistics and the last solved
-coefficients: 1089 for p=32, H=8, 4.4 kB).
+Each key's residual RMS per step (from the same statistics, plus ``Σy²``) is the
+continuation's ``spread``.
+
+State per key: ``(p+1)(p+2)/2 + 2(p+1)·H + 2H + 2`` float32 values (the statistics, the last
+solved coefficients and spread: 1107 for p=32, H=8, 4.4 kB).
 
 Examples
 --------
@@ -63,8 +66,13 @@ class KeyAR:
         self._iu = np.triu_indices(d)
         self.gram = np.zeros((0, len(self._iu[0])), np.float32)
         self.cross = np.zeros((0, d, horizon), np.float32)
-        # The coefficients last solved per slot, and how many spans arrived since.
+        # Per slot: decayed sum of squared futures per step and of sample weights (for the
+        # residual spread), the coefficients and residual RMS per step last solved, and how
+        # many spans arrived since.
+        self.yy = np.zeros((0, horizon), np.float32)
+        self.weight = np.zeros(0, np.float32)
         self.coefs = np.zeros((0, d, horizon), np.float32)
+        self.sigma = np.ones((0, horizon), np.float32)
         self.age = np.zeros(0, np.int32)
         prior = np.zeros((d, horizon))
         prior[order - 1] = 1.0  # last value
@@ -85,12 +93,18 @@ class KeyAR:
             self.cross = np.concatenate([self.cross, np.zeros((pad, d, self.H), np.float32)])
             fresh = np.broadcast_to(self._last_value, (pad, d, self.H))
             self.coefs = np.concatenate([self.coefs, fresh])
+            self.yy = np.concatenate([self.yy, np.zeros((pad, self.H), np.float32)])
+            self.weight = np.concatenate([self.weight, np.zeros(pad, np.float32)])
+            self.sigma = np.concatenate([self.sigma, np.ones((pad, self.H), np.float32)])
             self.age = np.concatenate([self.age, np.zeros(pad, np.int32)])
 
     def reset(self, slots: np.ndarray | int) -> None:
         self.gram[slots] = 0.0
         self.cross[slots] = 0.0
         self.coefs[slots] = self._last_value  # what the empty statistics solve to
+        self.yy[slots] = 0.0
+        self.weight[slots] = 0.0
+        self.sigma[slots] = 1.0
         self.age[slots] = 0
 
     # -- fitting -------------------------------------------------------------------------
@@ -113,22 +127,36 @@ class KeyAR:
         # channel is a sample), then summed per slot.
         g = (x[:, iu[0]] * x[:, iu[1]]).sum(-1)  # (n, T)
         r = (x[:, :, None, :] * y[:, None, :, :]).sum(-1)  # (n, d, H)
+        yy = (y * y).sum(-1)  # (n, H)
         if len(uniq) < n:
             g = np.add.reduceat(g, starts, axis=0)
             r = np.add.reduceat(r.reshape(n, -1), starts, axis=0).reshape(len(uniq), p + 1, -1)
+            yy = np.add.reduceat(yy, starts, axis=0)
         decay = (self.forget ** cnt).astype(np.float32)
         self.gram[uniq] = self.gram[uniq] * decay[:, None] + g
         self.cross[uniq] = self.cross[uniq] * decay[:, None, None] + r
+        self.yy[uniq] = self.yy[uniq] * decay[:, None] + yy
+        self.weight[uniq] = self.weight[uniq] * decay + cnt * tail.shape[2]
         self.age[uniq] += cnt.astype(np.int32)
 
     def coef(self, slots: np.ndarray) -> np.ndarray:
         """Ridge coefficients ``(len(slots), p + 1, H)`` solved from the statistics now."""
+        return self._solve(slots)[0]
+
+    def _solve(self, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Coefficients, and the residual RMS of each step ``(len(slots), H)`` over the
+        slot's spans: ``sqrt((Σy² - 2bᵀr + bᵀGb + 1) / (n + 1))``, one pseudo-sample of
+        variance 1 (the key's normalized scale) keeping a new key's spread wide."""
         d = self.p + 1
         g = np.empty((len(slots), d, d))
         packed = self.gram[slots]
         g[:, self._iu[0], self._iu[1]] = packed
         g[:, self._iu[1], self._iu[0]] = packed
-        return np.linalg.solve(g + self._ridge_eye, self.cross[slots] + self._prior)
+        r = self.cross[slots].astype(np.float64)
+        b = np.linalg.solve(g + self._ridge_eye, r + self._prior)
+        rss = self.yy[slots] - 2 * (b * r).sum(1) + (b * (g @ b)).sum(1)
+        sigma = np.sqrt((np.maximum(rss, 0.0) + 1.0) / (self.weight[slots, None] + 1.0))
+        return b, sigma
 
     def forecast(self, slots: np.ndarray, lags: np.ndarray) -> np.ndarray:
         """Continuations ``(n, H, C)`` of windows whose last ``p`` points are ``lags[:, -p:]``
@@ -147,12 +175,17 @@ class KeyAR:
         # several (8192, p + 1, p + 1) float64 temporaries (~70 MB each at p = 32).
         for i in range(0, len(due), _SOLVE_CHUNK):
             part = due[i : i + _SOLVE_CHUNK]
-            self.coefs[part] = self.coef(part)
+            self.coefs[part], self.sigma[part] = self._solve(part)
         self.age[due] = 0
         b = self.coefs[slots]  # (n, p + 1, H)
         x = lags[:, -self.p :].transpose(0, 2, 1)  # (n, C, p)
         fc = x @ b[:, : self.p] + b[:, self.p][:, None, :]  # (n, C, H)
         return fc.transpose(0, 2, 1).astype(np.float32)
+
+    def spread(self, slots: np.ndarray) -> np.ndarray:
+        """Residual RMS ``(n, H)`` of each step's forecast (normalized), as of the last
+        solve: a per-key spread of the continuation."""
+        return self.sigma[slots]
 
     # -- checkpoints -----------------------------------------------------------------------
     def state_dict(self, slots: np.ndarray) -> dict[str, Any]:
@@ -163,6 +196,9 @@ class KeyAR:
             "cross": torch.from_numpy(self.cross[slots].copy()),
             "coefs": torch.from_numpy(self.coefs[slots].copy()),
             "age": torch.from_numpy(self.age[slots].copy()),
+            "yy": torch.from_numpy(self.yy[slots].copy()),
+            "weight": torch.from_numpy(self.weight[slots].copy()),
+            "sigma": torch.from_numpy(self.sigma[slots].copy()),
         }
 
     def load_state_dict(self, state: dict[str, Any], slots: list[int]) -> None:
@@ -175,7 +211,7 @@ class KeyAR:
         self.gram[idx] = state["gram"].numpy()
         self.cross[idx] = state["cross"].numpy()
         if "coefs" in state:
-            self.coefs[idx] = state["coefs"].numpy()
-            self.age[idx] = state["age"].numpy()
+            for name in ("coefs", "age", "yy", "weight", "sigma"):
+                getattr(self, name)[idx] = state[name].numpy()
         else:  # solve at the next forecast
             self.age[idx] = _REFRESH

@@ -91,9 +91,10 @@ SMALL = ["model.arch=mlp", "model.hidden=16", "model.latent=4", "window.length=3
          "model.horizon=4", "calibrate.warmup_windows=10"]
 
 
-def _continuation_errors(*extra: str, n_points: int = 900) -> tuple[float, float]:
+def _continuation_errors(*extra: str, n_points: int = 900) -> tuple[float, float, float]:
     """MAE of the emitted continuations and of last-value forecasts, second half of a stream
-    of sums of sinusoids without anomalies, all steps of the horizon."""
+    of sums of sinusoids without anomalies, all steps of the horizon; and the share of
+    continuation errors within two spreads (nan without spreads)."""
     cfg = apply_overrides(PipelineConfig(), SMALL + list(extra))
     rows = make_stream(n_keys=3, n_points=n_points, anomalies_per_key=0, seed=5)
     values = {(r["key"], r["ts"]): r["x0"] for r in rows}
@@ -103,23 +104,34 @@ def _continuation_errors(*extra: str, n_points: int = 900) -> tuple[float, float
     for i in range(0, len(msgs), 256):
         eng.process(msgs[i : i + 256])
     start = rows[0]["ts"]
-    model, last = [], []
+    model, last, covered = [], [], []
     for c in conts.rows:
         t = c["ts_ms"] // 1000
         if t - start < n_points // 2 or t - start + c["horizon"] >= n_points:
             continue
         actual = np.array([values[(c["key"], t + h)] for h in range(1, c["horizon"] + 1)])
-        model.append(np.abs(np.array(c["forecast"])[:, 0] - actual).mean())
+        err = np.abs(np.array(c["forecast"])[:, 0] - actual)
+        model.append(err.mean())
         last.append(np.abs(values[(c["key"], t)] - actual).mean())
-    return float(np.mean(model)), float(np.mean(last))
+        if "spread" in c:
+            covered.extend(err <= 2 * np.array(c["spread"])[:, 0])
+    coverage = float(np.mean(covered)) if covered else float("nan")
+    return float(np.mean(model)), float(np.mean(last)), coverage
 
 
 def test_continuations_of_the_per_key_fit_beat_last_value_and_the_model_alone():
-    with_ar, last = _continuation_errors()
-    model_only, last_again = _continuation_errors("model.ar_order=0")
+    with_ar, last, _ = _continuation_errors()
+    model_only, last_again, _ = _continuation_errors("model.ar_order=0")
     assert last_again == last
     assert with_ar < 0.5 * last
     assert with_ar < 0.9 * model_only
+
+
+def test_spread_of_the_fit_covers_its_errors():
+    """The emitted spread is each step's residual RMS: about 95 % of errors lie within two
+    spreads on a stationary stream (SOTA has no spread of its own)."""
+    coverage = _continuation_errors()[2]
+    assert 0.85 < coverage < 0.995, coverage
 
 
 def test_checkpoint_carries_the_fits():
