@@ -1,7 +1,8 @@
 """Honest evaluation of anomaly scores and forecasts (``streamgen evaluate``).
 
 * :mod:`.detection`: ROC/PR-AUC, best F1, PA and PA%K, VUS, NAB, time to detect, random baseline;
-* :mod:`.forecast`: continuations joined with actuals, MAE/RMSE against naive forecasts;
+* :mod:`.forecast`: continuations joined with actuals, MAE/RMSE against naive forecasts,
+  coverage of the continuations' spread;
 * :mod:`.report`: ``metrics.json`` and plots;
 * :mod:`.command`: the ``evaluate`` subcommand (``register`` / ``run``).
 """
@@ -31,6 +32,7 @@ from streamgen.evaluation.forecast import (
     evaluate_forecasts,
     forecast_metrics,
     join_continuations,
+    spread_metrics,
 )
 
 __all__ = [
@@ -52,6 +54,7 @@ __all__ = [
     "range_auc",
     "roc_auc",
     "segments",
+    "spread_metrics",
     "time_to_detect",
     "vus",
 ]

@@ -5,7 +5,9 @@ Reads the score output (CSV or JSONL, optionally ``.gz``), joins ground-truth la
 through), and reports every metric of :mod:`streamgen.evaluation.detection` next to a
 random-score baseline, for all scored rows and for warm rows only.  With ``--continuations``
 and ``--actual`` it also scores forecasts against what arrived and against naive forecasts
-(:mod:`streamgen.evaluation.forecast`).  ``--report DIR`` writes ``metrics.json`` and plots.
+(:mod:`streamgen.evaluation.forecast`), and, when the continuations carry a ``spread``, how
+often the errors fall within one and two spreads.  ``--report DIR`` writes ``metrics.json``
+and plots.
 
 Rows are ranked by the per-key ``calibrated`` column by default: it is what the alert threshold
 (``calibrate.threshold``, the ``threshold`` column) applies to, and over the 9-stream x 3-seed
@@ -30,7 +32,7 @@ import json
 import math
 import sys
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
@@ -445,9 +447,13 @@ def read_actual(
 
 
 def read_continuations(path: Path) -> tuple[list[Continuation], list[str] | None]:
-    """Continuation rows ``key, ts, horizon, forecast[, channels]``; JSON text in CSV cells.
+    """Continuation rows ``key, ts, horizon, forecast[, spread][, channels]``; JSON text in CSV
+    cells.
 
-    Returns the continuations and the channel names when the rows carry them.
+    Returns the continuations and the channel names when the rows carry them.  A missing,
+    null or empty ``spread`` means none; a malformed one (not a list, not the forecast's
+    shape, negative or non-finite) is an error naming the row, like a malformed forecast: a
+    spread check that quietly skipped the odd rows would report a coverage nobody measured.
     """
     columns, rows, _ = _read_table(path, "--continuations")
     ts_col = _pick(columns, ("ts_ms", "ts", "timestamp"), "--continuations", path)
@@ -457,17 +463,22 @@ def read_continuations(path: Path) -> tuple[list[Continuation], list[str] | None
     for i, r in enumerate(rows):
         raw = r.get(f_col)
         chans = r.get("channels")
+        spread = r.get("spread")
         try:
             raw = json.loads(raw) if isinstance(raw, str) else raw
             chans = json.loads(chans) if isinstance(chans, str) and chans.strip() else chans
+            if isinstance(spread, str):
+                spread = json.loads(spread) if spread.strip() else None
         except json.JSONDecodeError:
             raise ConfigError(f"--continuations: {_where(path, i)}: invalid JSON cell") from None
         if not isinstance(raw, list):
             raise ConfigError(f"--continuations: {_where(path, i)}: forecast is not a JSON list")
+        if spread is not None and not isinstance(spread, list):
+            raise ConfigError(f"--continuations: {_where(path, i)}: spread is not a JSON list")
         if names is None and isinstance(chans, list) and all(isinstance(c, str) for c in chans):
             names = chans
         try:
-            cont = Continuation.make(_key(r.get("key")), _ts(r.get(ts_col), path, i), raw)
+            cont = Continuation.make(_key(r.get("key")), _ts(r.get(ts_col), path, i), raw, spread)
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"--continuations: {_where(path, i)}: {exc}") from None
         horizon = r.get("horizon")
@@ -625,7 +636,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     joined: JoinedForecasts | None = None
     if args.continuations is not None and actuals is not None:
         mapping = _align_keys({c.key for c in conts}, actuals)
-        aligned = [Continuation(mapping[c.key], c.ts_ms, c.forecast) for c in conts]
+        aligned = [replace(c, key=mapping[c.key]) for c in conts]
         try:
             joined = join_continuations(aligned, actuals, args.period)
         except ValueError as exc:
@@ -682,6 +693,24 @@ def _forecast_table(title: str, block: Mapping[str, Any], out: TextIO) -> None:
         f"  ratio model/best naive: MAE {_fmt(block['ratio_mae'])} "
         f"(vs {block['best_naive_mae']}), RMSE {_fmt(block['ratio_rmse'])} "
         f"(vs {block['best_naive_rmse']})\n"
+    )
+    sp = block.get("spread")
+    if sp:
+        _spread_lines(sp, out)
+
+
+def _pct(v: Any) -> str:
+    return "-" if v is None or not math.isfinite(v) else f"{100 * v:.1f} %"
+
+
+def _spread_lines(sp: Mapping[str, Any], out: TextIO) -> None:
+    """Coverage next to its Gaussian nominal value, so over/under-confidence reads at a glance."""
+    nominal = sp["nominal"]
+    out.write(
+        f"  spread ({sp['n_points']} points with one): |error| within 1 spread "
+        f"{_pct(sp['coverage_1sd'])} (nominal {_pct(nominal['coverage_1sd'])}), within 2 "
+        f"{_pct(sp['coverage_2sd'])} (nominal {_pct(nominal['coverage_2sd'])}); "
+        f"RMSE / RMS spread {_fmt(sp['rmse_over_rms_spread'])} (nominal 1)\n"
     )
 
 

@@ -10,7 +10,9 @@ Plots (matplotlib, Agg canvas; matplotlib is imported only when a report is writ
   ``calibrated >= threshold``), so it is drawn on the calibrated panel only: the raw score has
   no threshold on its scale.  Only a file without a calibrated column gets it on the ``score``
   panel, since there it can refer to nothing else;
-* ``continuations.png``: a few forecasts against the actual rows and the naive forecasts.
+* ``continuations.png``: a few forecasts against the actual rows and the naive forecasts, with
+  the band forecast ± 2 spread shaded when the continuations carry a spread (for Gaussian
+  errors of that std, 95.4 % of the actual points fall inside it).
 """
 
 from __future__ import annotations
@@ -249,6 +251,12 @@ def _plot_continuations(
         hist = series.values[lo : a + 1, 0]
         ax.plot(np.arange(lo - a, 1), hist, c="0.3", lw=1.0, marker=".", ms=3, label="observed")
         steps = np.arange(1, horizon + 1)
+        if joined.spread is not None and np.isfinite(joined.spread[i, :, 0]).any():
+            f, sd = joined.forecast[i, :, 0], joined.spread[i, :, 0]
+            ax.fill_between(
+                steps, f - 2 * sd, f + 2 * sd, color="tab:blue", alpha=0.15, lw=0,
+                label="model ± 2 spread",
+            )  # fmt: skip
         ax.plot(steps, joined.actual[i, :, 0], c="k", lw=1.5, marker=".", label="actual")
         ax.plot(steps, joined.forecast[i, :, 0], c="tab:blue", lw=1.5, marker=".", label="model")
         ax.plot(
@@ -263,7 +271,7 @@ def _plot_continuations(
         ax.set_xlabel("rows after ts")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if row == 0:
-            ax.legend(loc="upper left", fontsize="small", ncol=5)
+            ax.legend(loc="upper left", fontsize="small", ncol=6)
     fig.savefig(path, dpi=100)
     return path
 

@@ -555,3 +555,113 @@ def test_to_ms_agrees_with_the_pipeline_decoder():
         "1970-01-01T00:00:00.0005",
     ):
         assert to_ms(value) == decode.parse_time_ms(value), value
+
+
+# --------------------------------------------------------------------------------------------
+# continuation spreads
+# --------------------------------------------------------------------------------------------
+
+
+def spread_files(tmp_path: Path, as_json: bool, spreads: list) -> dict[str, Path]:
+    """One flat key (six rows of 0, epoch seconds 1..6) and the forecasts of
+    ``test_forecast.spread_case``: errors 1, 2 | 0.5, 3 | 0, 0 against spreads 1, 1 |
+    0.25, 1 | ``spreads[2]``; naive forecasts are exact, the period is none."""
+    actual = write_csv(tmp_path / "flat.csv", [{"timestamp": t, "v": 0.0} for t in range(1, 7)])
+    rows = []
+    for ts, fc, sp in zip((2, 3, 4), ([1.0, 2.0], [0.5, -3.0], [0.0, 0.0]), spreads, strict=True):
+        row = {"key": "a", "ts": ts, "horizon": 2, "forecast": [[v] for v in fc], "spread": sp}
+        if not as_json:
+            row = {k: json.dumps(v) if isinstance(v, list) else v for k, v in row.items()}
+            row["spread"] = "" if sp is None else row["spread"]
+        rows.append(row)
+    writer = write_jsonl if as_json else write_csv
+    return {"actual": actual, "conts": writer(tmp_path / ("c.jsonl" if as_json else "c.csv"), rows)}
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_spread_block_and_printed_coverage(tmp_path, capsys, as_json):
+    # the third row has no spread: an empty CSV cell or a JSON null
+    f = spread_files(tmp_path, as_json, [[[1.0], [1.0]], [[0.25], [1.0]], None])
+    argv = ["--continuations", str(f["conts"]), "--actual", str(f["actual"])]
+    assert invoke([*argv, "--json"]) == 0
+    fc = json.loads(capsys.readouterr().out)["forecast"]
+    assert fc["n_points"] == 6
+    sp = fc["spread"]
+    assert sp["n_points"] == 4
+    assert (sp["coverage_1sd"], sp["coverage_2sd"]) == (0.25, 0.75)
+    assert sp["coverage_2sd_by_step"] == [1.0, 0.5]
+    assert sp["rmse_over_rms_spread"] == pytest.approx(math.sqrt(14.25 / 3.0625))
+    assert invoke(argv) == 0
+    text = capsys.readouterr().out
+    assert "spread (4 points with one): |error| within 1 spread 25.0 % (nominal 68.3 %)" in text
+    assert "within 2 75.0 % (nominal 95.4 %)" in text
+    assert "RMSE / RMS spread 2.1571 (nominal 1)" in text
+
+
+def test_no_spread_block_is_null_and_not_printed(csv_files, tmp_path, capsys):
+    _, f = csv_files  # the fixture's continuations carry no spread column
+    report = tmp_path / "r"
+    argv = ["--continuations", str(f["conts"]), "--actual", str(f["actual"])]
+    assert invoke([*argv, "--report", str(report)]) == 0
+    text = capsys.readouterr().out
+    assert "ratio model/best naive" in text and "nominal" not in text
+    metrics = json.loads((report / "metrics.json").read_text())
+    assert "spread" in metrics["forecast"] and metrics["forecast"]["spread"] is None
+    # an all-empty spread column is no spread either
+    g = spread_files(tmp_path, False, [None, None, None])
+    assert invoke(["--continuations", str(g["conts"]), "--actual", str(g["actual"]), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["forecast"]["spread"] is None
+
+
+@pytest.mark.parametrize(
+    ("cell", "message"),
+    [
+        ("[[1.0]]", "c.csv row 2: spread has shape (1, 1) but the forecast (2, 1)"),
+        ("[[1.0], [-1.0]]", "c.csv row 2: spread must be finite and >= 0, got -1.0 at step 2"),
+        ("[[NaN], [1.0]]", "c.csv row 2: spread must be finite and >= 0, got nan at step 1"),
+        ("[[null], [1.0]]", "c.csv row 2: spread must be finite and >= 0, got nan"),
+        ('[["x"], [1.0]]', "c.csv row 2: spread is not numbers: [['x'], [1.0]]"),
+        ("0.5", "c.csv row 2: spread is not a JSON list"),
+        ("[[1.0], [1.0", "c.csv row 2: invalid JSON cell"),
+    ],
+)
+def test_bad_spread_row_is_an_error_naming_the_row(tmp_path, capsys, cell, message):
+    """Like a malformed forecast: exit 2 with one line naming the row, no metrics."""
+    f = spread_files(tmp_path, False, [[[1.0], [1.0]], [[0.25], [1.0]], None])
+    rows = list(csv.DictReader(f["conts"].read_text().splitlines()))
+    rows[1]["spread"] = cell
+    write_csv(f["conts"], rows)
+    rc = invoke(["--continuations", str(f["conts"]), "--actual", str(f["actual"]), "--json"])
+    captured = capsys.readouterr()
+    assert rc == 2 and captured.out == ""
+    assert captured.err.count("\n") == 1
+    assert captured.err.startswith("streamgen evaluate: error: --continuations: ")
+    assert message in captured.err
+
+
+def test_report_carries_spread_and_shades_two_spreads(tmp_path, capsys, monkeypatch):
+    from matplotlib.axes import Axes
+
+    f = spread_files(tmp_path, True, [[[1.0], [1.0]], [[0.25], [1.0]], None])
+    bands: list = []
+    original = Axes.fill_between
+
+    def spy(self, x, y1, y2=0, **kw):
+        bands.append((np.asarray(x).tolist(), np.asarray(y1).tolist(), np.asarray(y2).tolist()))
+        return original(self, x, y1, y2, **kw)
+
+    monkeypatch.setattr(Axes, "fill_between", spy)
+    report = tmp_path / "r"
+    argv = ["--continuations", str(f["conts"]), "--actual", str(f["actual"])]
+    assert invoke([*argv, "--report", str(report)]) == 0
+    capsys.readouterr()
+    metrics = json.loads((report / "metrics.json").read_text())
+    assert metrics["forecast"]["spread"]["coverage_2sd"] == 0.75
+    png = report / "continuations.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # three windows plotted; the two with a spread get forecast ± 2 spread, the third none:
+    # ts 2: forecast [1, 2], spread [1, 1] ; ts 3: forecast [0.5, -3], spread [0.25, 1]
+    assert sorted(bands) == [
+        ([1, 2], [-1.0, 0.0], [3.0, 4.0]),
+        ([1, 2], [0.0, -5.0], [1.0, -1.0]),
+    ]

@@ -144,3 +144,128 @@ def test_nonfinite_actual_rows_are_skipped():
     act = {"a": ActualSeries.from_rows([1, 2, 3, 4, 5], [1.0, 2.0, np.nan, 4.0, 5.0])}
     j = join_continuations([Continuation.make("a", 2, [4.0, 5.0])], act, period=1)
     assert j.actual[0, :, 0].tolist() == [4.0, 5.0]
+
+
+# --------------------------------------------------------------------------------------------
+# spread: one std of the forecast error, checked against the errors
+# --------------------------------------------------------------------------------------------
+
+
+def spread_case():
+    """Flat actuals (ts 1..6, all 0), so every naive is exact and each error is the forecast.
+
+    ts 2: forecast [1, 2] spread [1, 1]       -> |e| 1 (<= 1 sd), 2 (<= 2 sd only)
+    ts 3: forecast [0.5, -3] spread [0.25, 1] -> |e| 0.5 (<= 2 sd only), 3 (outside 2 sd)
+    ts 4: forecast [0, 0], no spread          -> compared, but not in the spread check
+    """
+    act = {"a": actual(np.zeros(6))}
+    conts = [
+        Continuation.make("a", 2, [1.0, 2.0], [1.0, 1.0]),
+        Continuation.make("a", 3, [0.5, -3.0], [[0.25], [1.0]]),
+        Continuation.make("a", 4, [0.0, 0.0]),
+    ]
+    return act, conts
+
+
+def test_spread_coverage_hand_computed():
+    act, conts = spread_case()
+    m = evaluate_forecasts(conts, act, period=1)
+    assert m["n_points"] == 6  # the spread-less continuation still counts for MAE/RMSE
+    sp = m["spread"]
+    assert sp["n_points"] == 4
+    assert sp["coverage_1sd"] == 0.25  # only |e| = 1 vs spread 1
+    assert sp["coverage_2sd"] == 0.75  # all but |e| = 3 vs spread 1
+    assert sp["coverage_1sd_by_step"] == [0.5, 0.0]
+    assert sp["coverage_2sd_by_step"] == [1.0, 0.5]
+    assert sp["mean_spread"] == pytest.approx((1 + 1 + 0.25 + 1) / 4)
+    assert sp["rms_spread"] == pytest.approx(math.sqrt((1 + 1 + 0.0625 + 1) / 4))
+    assert sp["rmse"] == pytest.approx(math.sqrt((1 + 4 + 0.25 + 9) / 4))
+    assert sp["rmse_over_rms_spread"] == pytest.approx(math.sqrt(14.25 / 3.0625))
+    # step 1: errors 1, 0.5 vs spreads 1, 0.25 ; step 2: errors 2, 3 vs spreads 1, 1
+    assert sp["rmse_over_rms_spread_by_step"] == pytest.approx(
+        [math.sqrt(1.25 / 1.0625), math.sqrt(13 / 2)]
+    )
+    assert sp["nominal"]["coverage_1sd"] == pytest.approx(0.6827, abs=1e-4)
+    assert sp["nominal"]["coverage_2sd"] == pytest.approx(0.9545, abs=1e-4)
+
+
+def test_join_aligns_spread_with_nan_where_missing():
+    act, conts = spread_case()
+    j = join_continuations([Continuation.make("zz", 1, [1.0], [1.0]), *conts], act, period=1)
+    assert j.spread is not None and j.spread.shape == j.forecast.shape == (3, 2, 1)
+    assert j.spread[:2, :, 0].tolist() == [[1.0, 1.0], [0.25, 1.0]]
+    assert np.isnan(j.spread[2]).all()
+    # a shorter continuation: its missing steps are nan like its forecast
+    short = join_continuations(
+        [
+            Continuation.make("a", 2, [1.0, 2.0], [1.0, 1.0]),
+            Continuation.make("a", 3, [0.0], [3.0]),
+        ],
+        act,
+        period=1,
+    )
+    assert short.spread[1, 0, 0] == 3.0 and np.isnan(short.spread[1, 1, 0])
+
+
+def test_without_spread_the_block_is_none():
+    act, conts = spread_case()
+    j = join_continuations(conts[2:], act, period=1)
+    assert j.spread is None
+    assert forecast_metrics(j)["spread"] is None
+    # spreads only on continuations whose key is unknown: nothing joined carries one
+    j = join_continuations([Continuation.make("zz", 1, [1.0], [1.0]), conts[2]], act, period=1)
+    assert j.spread is None and forecast_metrics(j)["spread"] is None
+
+
+def test_spread_uses_the_common_mask():
+    # anchor index 0, period 3: seasonal naive undefined for steps 1-2 (see above), so only
+    # step 3 is compared, for the spread too; step 3's error |5 - 4| = 1 is within 1 spread
+    act = {"a": actual([1, 2, 3, 4, 5, 6])}
+    cont = Continuation.make("a", 1, [20.0, 30.0, 5.0], [0.1, 0.1, 1.0])
+    m = evaluate_forecasts([cont], act, period=3)
+    assert m["n_points"] == 1 and m["spread"]["n_points"] == 1
+    assert m["spread"]["coverage_1sd"] == 1.0
+    assert m["spread"]["coverage_2sd_by_step"][2] == 1.0
+    assert math.isnan(m["spread"]["coverage_2sd_by_step"][0])
+
+
+def test_spread_with_no_comparable_points_is_nan_not_missing():
+    # spreads present but no actual arrived after ts 6: the block says 0 points
+    act = {"a": actual(np.zeros(6))}
+    m = evaluate_forecasts([Continuation.make("a", 6, [1.0], [1.0])], act, period=1)
+    assert m["spread"]["n_points"] == 0
+    assert math.isnan(m["spread"]["coverage_2sd"])
+    assert math.isnan(m["spread"]["rmse_over_rms_spread"])
+
+
+def test_zero_spread():
+    act = {"a": actual(np.zeros(6))}
+    exact = evaluate_forecasts([Continuation.make("a", 2, [0.0, 1.0], [0.0, 0.0])], act, 1)
+    # |e| <= k * 0 holds only for the exact step; the ratio is infinite
+    assert exact["spread"]["coverage_1sd"] == 0.5
+    assert exact["spread"]["rmse_over_rms_spread"] == math.inf
+    perfect = evaluate_forecasts([Continuation.make("a", 2, [0.0], [0.0])], act, 1)
+    assert perfect["spread"]["coverage_2sd"] == 1.0
+    assert math.isnan(perfect["spread"]["rmse_over_rms_spread"])
+
+
+@pytest.mark.parametrize(
+    ("spread", "message"),
+    [
+        ([1.0], r"spread has shape \(1, 1\) but the forecast \(2, 1\)"),
+        ([[1.0, 1.0], [1.0, 1.0]], r"spread has shape \(2, 2\)"),
+        ([1.0, -0.5], "finite and >= 0, got -0.5 at step 2 channel 0"),
+        ([float("nan"), 1.0], "finite and >= 0, got nan at step 1"),
+        ([1.0, float("inf")], "finite and >= 0, got inf at step 2"),
+        ([None, 1.0], "finite and >= 0, got nan"),
+    ],
+)
+def test_bad_spread_is_rejected(spread, message):
+    with pytest.raises(ValueError, match=message):
+        Continuation.make("a", 0, [1.0, 2.0], spread)
+
+
+def test_spread_two_channels_shape_kept():
+    c = Continuation.make("a", 0, [[1.0, 2.0]], [[0.5, 0.25]])
+    assert c.spread is not None and c.spread.tolist() == [[0.5, 0.25]]
+    assert Continuation.make("a", 0, [[1.0, 2.0]]).spread is None
