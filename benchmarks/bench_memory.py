@@ -34,7 +34,8 @@ def _state_bytes(eng) -> int:  # noqa: ANN001 - an Engine
               eng.last_anom, eng.n_windows]
     arrays += [v for v in vars(eng.calibrator).values() if hasattr(v, "nbytes")]
     if eng.ar is not None:  # the per-key autoregressions (model.ar_order)
-        arrays += [eng.ar.gram, eng.ar.cross]
+        ar = eng.ar
+        arrays += [ar.gram, ar.cross, ar.coefs, ar.yy, ar.weight, ar.sigma, ar.age]
     return sum(a.nbytes for a in arrays)
 
 
