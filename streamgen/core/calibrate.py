@@ -152,6 +152,10 @@ class Calibrator:
         """
         if not self._quantile:
             return self._observe_z(slot, score, protect)
+        return self._observe_parts(slot, score, protect)
+
+    def _observe_parts(self, slot: int, score: float, protect: bool) -> tuple[float, bool]:
+        # observe() as calibrate() then update(): the definition, for every method.
         cal = self.calibrate(slot, score)
         warm = bool(self.count[slot] >= self.cfg.warmup_windows)
         if not (protect and warm and cal >= self.threshold):

@@ -50,6 +50,8 @@ import numpy as np
 _SOLVE_CHUNK = 1024
 # Spans a slot takes in before its coefficients are solved again.
 _REFRESH = 8
+# The per-slot arrays a checkpoint carries.
+_STATE = ("gram", "cross", "coefs", "age", "yy", "weight", "sigma")
 
 
 class KeyAR:
@@ -191,15 +193,7 @@ class KeyAR:
     def state_dict(self, slots: np.ndarray) -> dict[str, Any]:
         import torch
 
-        return {
-            "gram": torch.from_numpy(self.gram[slots].copy()),
-            "cross": torch.from_numpy(self.cross[slots].copy()),
-            "coefs": torch.from_numpy(self.coefs[slots].copy()),
-            "age": torch.from_numpy(self.age[slots].copy()),
-            "yy": torch.from_numpy(self.yy[slots].copy()),
-            "weight": torch.from_numpy(self.weight[slots].copy()),
-            "sigma": torch.from_numpy(self.sigma[slots].copy()),
-        }
+        return {name: torch.from_numpy(getattr(self, name)[slots].copy()) for name in _STATE}
 
     def load_state_dict(self, state: dict[str, Any], slots: list[int]) -> None:
         self.ensure(max(slots, default=-1) + 1)
@@ -208,10 +202,5 @@ class KeyAR:
             # Written with another order or horizon: start these keys' fits afresh.
             self.reset(idx)
             return
-        self.gram[idx] = state["gram"].numpy()
-        self.cross[idx] = state["cross"].numpy()
-        if "coefs" in state:
-            for name in ("coefs", "age", "yy", "weight", "sigma"):
-                getattr(self, name)[idx] = state[name].numpy()
-        else:  # solve at the next forecast
-            self.age[idx] = _REFRESH
+        for name in _STATE:
+            getattr(self, name)[idx] = state[name].numpy()

@@ -146,23 +146,6 @@ def test_engine_key_with_a_permanent_shift_stops_being_flagged():
     assert flags.sum() <= MAX_FLAGGED_RUN and not flags[MAX_FLAGGED_RUN + 30 :].any()
 
 
-def _observe_by_parts(c: Calibrator, slot: int, score: float, protect: bool) -> tuple:
-    """observe() as calibrate() then update(), the definition its z-score path inlines."""
-    cal = c.calibrate(slot, score)
-    warm = bool(c.count[slot] >= c.cfg.warmup_windows)
-    if not (protect and warm and cal >= c.threshold):
-        c.run[slot] = 0
-        c.update(slot, score)
-    else:
-        run = int(c.run[slot]) + 1
-        if c.max_flagged_run and run >= c.max_flagged_run:
-            c.reset(slot)
-        else:
-            c.run[slot] = run
-            c.update(slot, score, flagged=True)
-    return cal, warm
-
-
 def test_zscore_observe_is_calibrate_then_update():
     cfg = CalibrateConfig(warmup_windows=20)
     c, ref = Calibrator(cfg, max_flagged_run=40), Calibrator(cfg, max_flagged_run=40)
@@ -173,7 +156,7 @@ def test_zscore_observe_is_calibrate_then_update():
     scores[::97] = 0.0
     for i, s in enumerate(scores):
         slot, protect = i % 2, i % 5 != 0 or i > 300
-        assert c.observe(slot, float(s), protect) == _observe_by_parts(ref, slot, float(s),
-                                                                      protect)
+        # The generic path: calibrate() then update(), as the quantile method runs it.
+        assert c.observe(slot, float(s), protect) == ref._observe_parts(slot, float(s), protect)
     for name in ("mu", "var", "count", "run"):
         np.testing.assert_array_equal(getattr(c, name), getattr(ref, name), name)
