@@ -1,7 +1,7 @@
 """Per-key linear autoregression of the continuation, fitted online in closed form.
 
 The online models are shared by every key; from a 32-point window they learn what windows
-of all keys have in common, not each key's own dynamics. On the benchmark suite their
+of all keys have in common, not each key's own dynamics. On the benchmark suite their own
 continuations were no better than the better of last-value and seasonal-naive (1.0x), while a
 least-squares fit of each key's next ``H`` points on its last ``p`` (offline, per key) erred
 half as much. So, as hybrid forecasters do (ES-RNN: per-series exponential smoothing with a
@@ -9,7 +9,8 @@ global network), each key keeps its own ridge regression, updated in closed form
 
 * per key, the Gram matrix ``G = Σ λ^age x xᵀ`` and cross term ``R = Σ λ^age x yᵀ`` of lag
   vectors ``x`` (the ``p`` points before a span's future, and 1) and futures ``y`` (``H``
-  points), over every new span without a flagged point, in the key's normalized units; channels share the coefficients and count as separate samples;
+  points), over every new span without a flagged point, in the key's normalized units;
+  channels share the coefficients and count as separate samples;
 * coefficients ``B = (G + αI)⁻¹ (R + α B₀)``: shrunk toward a last-value forecast ``B₀``, so a
   new key forecasts its last value and moves to its own fit as spans arrive.
 
