@@ -32,6 +32,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+import torch
 
 from streamgen.config import PipelineConfig
 from streamgen.core.alerting import Alerter
@@ -42,6 +43,7 @@ from streamgen.core.keyar import KeyAR
 from streamgen.core.normalize import Normalizer
 from streamgen.core.ports import Metrics, RawMessage, Sink
 from streamgen.core.window import BatchFold, WindowStore
+from streamgen.models.layers import robust_input
 from streamgen.models.online import OnlineLearner, ScoreResult
 from streamgen.records import DeadLetter, Position, Record
 
@@ -424,7 +426,8 @@ class Engine:
         lim = self.cfg.model.robust_limit
         lags = windows
         if lim and res.recon is not None:
-            lags = res.recon + np.clip(windows - res.recon, -lim, lim)
+            x, r = torch.from_numpy(windows), torch.from_numpy(res.recon)
+            lags = robust_input(x, r, lim).numpy()
         return self.ar.forecast(slots, lags)
 
     def _learn(self, b: _Batch, flagged: list[int], st: BatchStats) -> None:
@@ -434,8 +437,11 @@ class Engine:
         assert store is not None and learner is not None
         W, H, C = store.length, store.horizon, store.n_channels
         fold, ok = b.fold, b.ok
+        # The per-key fits take every clean span; they learn with the model (not when its
+        # learning is off), which takes the sampled ones.
+        fit = self.ar is not None and self.cfg.model.max_steps_per_batch > 0
         cand = ok[fold.count[ok] >= W + H]
-        if self.ar is None:
+        if not fit:
             cand = cand[b.take_span[cand]]
         span_idx = cand[~fold.span_flagged(cand)]
         if flagged:
@@ -453,11 +459,11 @@ class Engine:
             clip = self.cfg.normalize.clip
             m, sd = b.mean_after[span_idx][:, None, :], b.std_after[span_idx][:, None, :]
             spans = np.clip((fold.spans(span_idx) - m) / sd, -clip, clip).astype(np.float32)
-        if self.ar is not None:
-            if self.cfg.model.max_steps_per_batch:  # 0: learning off, the fits too
-                # A key evicted later in the batch gave its slot to another: skip its spans.
-                alive = fold.seg_alive[fold.seg[span_idx]]
-                self.ar.update(fold.slot[span_idx[alive]], spans[alive])
+        if fit:
+            assert self.ar is not None
+            # A key evicted later in the batch gave its slot to another: skip its spans.
+            alive = fold.seg_alive[fold.seg[span_idx]]
+            self.ar.update(fold.slot[span_idx[alive]], spans[alive])
             sampled = b.take_span[span_idx]
             span_idx, spans = span_idx[sampled], spans[sampled]
         if len(spans) or learner.replay_n:

@@ -12,7 +12,7 @@ and plots.
 Rows are ranked by the per-key ``calibrated`` column by default: it is what the alert threshold
 (``calibrate.threshold``, the ``threshold`` column) applies to, and over the 9-stream x 3-seed
 benchmark it ranked anomalies better than the raw ``score`` in every model/architecture pair
-(+0.019 to +0.056 PR-AUC, better in 80 of 108 runs).  ``--score-column score`` ranks by the raw
+(+0.018 to +0.048 mean PR-AUC, better in 83 of 108 runs).  ``--score-column score`` ranks by the raw
 model score.  A file without calibrated values (another tool's output) falls back to ``score``
 with a warning; ``metrics.json`` records the column used either way.
 
