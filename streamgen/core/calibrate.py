@@ -27,6 +27,13 @@ threshold, took longer the larger the shift (420 flagged windows for a 1000x ris
 suite (MLP, 3 seeds). With ``quantile``, a flagged window still takes its quantile step,
 whose size is bounded whatever the score (see :meth:`Calibrator.update`).
 
+``pot`` (peaks over threshold, after SPOT: Siffer et al., KDD 2017): the z-score statistics
+as above, plus a running ``calibrate.pot_level`` quantile ``t`` of the transformed scores and
+EW moments of their excesses over ``t``, from which a generalized Pareto tail is fitted by the
+method of moments. A value above ``t`` gets the normal quantile of its tail probability under
+that fit (so ``calibrate.threshold`` keeps its meaning: 4 is a tail probability of 3e-5);
+below ``t``, or before ``pot_min_excesses`` excesses, its z-score.
+
 A key is *warm* after ``warmup_windows``.
 
 Examples
@@ -46,6 +53,7 @@ Examples
 from __future__ import annotations
 
 import math
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -53,6 +61,9 @@ import numpy as np
 from streamgen.config import CalibrateConfig
 
 _EPS = 1e-12
+_NORMAL = NormalDist()
+# Tail probabilities below this are reported as this (its normal quantile is 37.5).
+_P_MIN = 1e-300
 
 #: Consecutive flagged windows after which a key's statistics restart (see the module notes).
 #: Longer than any anomaly of the benchmark suite (at most 60 points, plus the window length
@@ -73,8 +84,12 @@ class Calibrator:
         self.cfg = cfg
         self.max_flagged_run = max_flagged_run  # 0 = never restart (flagged windows frozen)
         self.alpha = 1.0 - 0.5 ** (1.0 / cfg.half_life)
-        self.threshold = cfg.threshold if cfg.method == "zscore" else 1.0
+        self.threshold = 1.0 if cfg.method == "quantile" else cfg.threshold
         self._quantile = cfg.method == "quantile"
+        self._pot = cfg.method == "pot"
+        # pot: per slot the tail threshold t, the EW weight of all values and of the excesses
+        # over t, and the EW sums of the excesses and of their squares.
+        self.tail = np.zeros((0, 5))
         self.mu = np.zeros(0)
         self.var = np.zeros(0)
         self.count = np.zeros(0, dtype=np.int64)
@@ -87,12 +102,14 @@ class Calibrator:
             self.var = np.concatenate([self.var, np.zeros(pad)])
             self.count = np.concatenate([self.count, np.zeros(pad, np.int64)])
             self.run = np.concatenate([self.run, np.zeros(pad, np.int64)])
+            self.tail = np.concatenate([self.tail, np.zeros((pad, 5))])
 
     def reset(self, slot: int) -> None:
         self.mu[slot] = 0.0
         self.var[slot] = 0.0
         self.count[slot] = 0
         self.run[slot] = 0
+        self.tail[slot] = 0.0
 
     def calibrate(self, slot: int, score: float) -> float:
         """Calibrated value of ``score`` under the slot's current state (no update)."""
@@ -105,7 +122,49 @@ class Calibrator:
         # A floor on the spread (relative to the typical level): keys with near-constant
         # error would otherwise turn tiny wiggles into huge z values.
         sd = max(math.sqrt(float(self.var[slot])), 0.05 * abs(mu), _EPS)
-        return (_transform(score) - mu) / sd
+        x = _transform(score)
+        if self._pot:
+            z = self._tail_z(slot, x)
+            if z is not None:
+                return z
+        return (x - mu) / sd
+
+    def _tail_z(self, slot: int, x: float) -> float | None:
+        """pot: the normal quantile of the fitted tail probability of ``x``; None below the
+        tail threshold or before enough excesses."""
+        t, w, wn, s1, s2 = self.tail[slot].tolist()
+        if x <= t or wn < self.cfg.pot_min_excesses or w <= 0:
+            return None
+        m = s1 / wn
+        v = max(s2 / wn - m * m, _EPS)
+        # Generalized Pareto by the method of moments (shape below 1/2), its shape held at 0
+        # or above: a fitted bounded tail (shape < 0) gives every value past its end point
+        # the same, smallest probability, and the ranking among them is lost.
+        r = m * m / v
+        gamma = max(0.5 * (1.0 - r), 0.0)
+        sigma = max(0.5 * m * (r + 1.0), _EPS)
+        e = (x - t) / sigma
+        if gamma < 1e-6:
+            log_tail = -e
+        else:
+            log_tail = -math.log1p(gamma * e) / gamma
+        p = max(wn / w * math.exp(max(log_tail, math.log(_P_MIN))), _P_MIN)
+        return -_NORMAL.inv_cdf(min(p, 0.5))
+
+    def _update_tail(self, slot: int, x: float, a: float) -> None:
+        t, w, wn, s1, s2 = self.tail[slot].tolist()
+        q = self.cfg.pot_level
+        if w == 0.0:
+            t = x
+        k = 1.0 - a
+        w, wn, s1, s2 = k * w + 1.0, k * wn, k * s1, k * s2
+        if x > t:
+            e = x - t
+            wn, s1, s2 = wn + 1.0, s1 + e, s2 + e * e
+        # Robbins-Monro step toward the q-quantile, scaled by the z-score spread.
+        sd = max(math.sqrt(float(self.var[slot])), _EPS)
+        t += a * sd * (q - float(x <= t)) / max(1.0 - q, q) * 2.0
+        self.tail[slot] = (t, w, wn, s1, s2)
 
     def update(self, slot: int, score: float, flagged: bool = False) -> None:
         """Fold ``score`` into the slot's statistics; a ``flagged`` one only moves the
@@ -135,6 +194,8 @@ class Calibrator:
         if flagged:
             return
         x = _transform(score)
+        if self._pot:
+            self._update_tail(slot, x, a)
         if n == 0:
             self.mu[slot] = x
             self.var[slot] = 0.0
@@ -145,12 +206,29 @@ class Calibrator:
             self.var[slot] = (1 - a) * (float(self.var[slot]) + a * d * d)
         self.count[slot] = n + 1
 
+    def commit(self, slot: int, score: float, flagged: bool) -> None:
+        """Fold ``score`` in after the caller judged the window (``flagged``: anomalous by
+        whatever rule the caller applies, e.g. a fused score): a flagged score leaves the
+        z-score statistics alone and extends the slot's run of flagged windows, whose
+        ``max_flagged_run``-th restarts the statistics (as :meth:`observe`)."""
+        if flagged:
+            run = int(self.run[slot]) + 1
+            if self.max_flagged_run and run >= self.max_flagged_run:
+                self.reset(slot)
+                return
+            self.run[slot] = run
+            if self._quantile:
+                self.update(slot, score, flagged=True)
+            return
+        self.run[slot] = 0
+        self.update(slot, score)
+
     def observe(self, slot: int, score: float, protect: bool = True) -> tuple[float, bool]:
         """Calibrate, then fold the score in unless it is anomalous. Returns (calibrated, warm).
 
         The ``MAX_FLAGGED_RUN``-th flagged window in a row restarts the slot's statistics.
         """
-        if not self._quantile:
+        if not (self._quantile or self._pot):
             return self._observe_z(slot, score, protect)
         return self._observe_parts(slot, score, protect)
 
@@ -207,6 +285,7 @@ class Calibrator:
             "var": torch.from_numpy(self.var[slots].copy()),
             "count": torch.from_numpy(self.count[slots].copy()),
             "run": torch.from_numpy(self.run[slots].copy()),
+            "tail": torch.from_numpy(self.tail[slots].copy()),
         }
 
     def load_state_dict(self, state: dict[str, Any], slots: list[int]) -> None:
@@ -217,3 +296,5 @@ class Calibrator:
             self.count[s] = int(state["count"][i])
             # Checkpoints written before the restart rule have no "run": start it at 0.
             self.run[s] = int(state["run"][i]) if "run" in state else 0
+            # Checkpoints written before the pot method carry no tail statistics.
+            self.tail[s] = state["tail"][i].numpy() if "tail" in state else 0.0

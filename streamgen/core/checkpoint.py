@@ -103,12 +103,14 @@ def keys_state(engine: Engine, keys: list[str] | None = None) -> dict[str, Any]:
         "windows": ws,
         "normalizer": norm.state_dict(slots),
         "calibrator": engine.calibrator.state_dict(slots),
+        "fusion": engine.fusion.state_dict(slots),
         "prev_fc": torch.from_numpy(engine.prev_fc[slots].copy()),
         "fc_age": torch.from_numpy(engine.fc_age[slots].copy()),
         "has_fc": torch.from_numpy(engine.has_fc[slots].copy()),
         "last_anom": torch.from_numpy(engine.last_anom[slots].copy()),
         "n_windows": torch.from_numpy(engine.n_windows[slots].copy()),
         "ar": None if engine.ar is None else engine.ar.state_dict(slots),
+        "shape": None if engine.shape is None else engine.shape.state_dict(slots),
         "alerts": engine.alerter.state_dict(ws["keys"]),
         "key_partition": {k: list(engine.key_partition.get(k, ("", -1))) for k in ws["keys"]},
     }
@@ -156,8 +158,11 @@ def load_keys_state(engine: Engine, state: dict[str, Any]) -> None:
     engine._ensure()
     norm.load_state_dict(state["normalizer"], slots)
     engine.calibrator.load_state_dict(state["calibrator"], slots)
+    engine.fusion.load_state_dict(state.get("fusion"), slots)
     if engine.ar is not None and state.get("ar") is not None:
         engine.ar.load_state_dict(state["ar"], slots)
+    if engine.shape is not None:
+        engine.shape.load_state_dict(state.get("shape"), slots)
     for i, s in enumerate(slots):
         engine.prev_fc[s] = state["prev_fc"][i].numpy()
         engine.fc_age[s] = int(state["fc_age"][i])

@@ -38,10 +38,12 @@ from streamgen.config import PipelineConfig
 from streamgen.core.alerting import Alerter
 from streamgen.core.calibrate import Calibrator
 from streamgen.core.decode import Decoder
+from streamgen.core.fusion import Fusion
 from streamgen.core.gate import LatenessGate
 from streamgen.core.keyar import KeyAR
 from streamgen.core.normalize import Normalizer
 from streamgen.core.ports import Metrics, RawMessage, Sink
+from streamgen.core.shape import KeyShape
 from streamgen.core.window import BatchFold, WindowStore
 from streamgen.models.layers import robust_input
 from streamgen.models.online import OnlineLearner, ScoreResult
@@ -49,7 +51,7 @@ from streamgen.records import DeadLetter, Position, Record
 
 SCORE_COLUMNS = [
     "key", "timestamp", "ts_ms", "score", "calibrated", "threshold", "is_anomaly", "warm",
-    "error", "model", "step", "topic", "partition", "offset", "label",
+    "error", "model", "step", "topic", "partition", "offset", "label", "raw_score",
 ]
 
 
@@ -135,12 +137,14 @@ class Engine:
             else None
         )
         self.alerter = Alerter(cfg.alerting, cfg.calibrate.threshold)
-        self.calibrator = Calibrator(cfg.calibrate)
-        self.threshold = self.calibrator.threshold
+        self.fusion = Fusion(cfg.calibrate)
+        self.calibrator: Calibrator = self.fusion.cals["model"]
+        self.threshold = self.fusion.threshold
         self.store: WindowStore | None = None
         self.normalizer: Normalizer | None = None
         self.learner: OnlineLearner | None = None
         self.ar: KeyAR | None = None
+        self.shape: KeyShape | None = None
         # Per slot: the continuation (H, C) of the key's last scored window, in raw units, and
         # how many points arrived since it was made (point i after it uses forecast step i).
         self.prev_fc = np.zeros((0, 1, 1), np.float32)
@@ -168,6 +172,9 @@ class Engine:
         order = min(c.model.ar_order, c.window.length)
         if order:
             self.ar = KeyAR(order, c.model.horizon, c.model.ar_forget, c.model.ar_ridge)
+        if "shape" in c.calibrate.detectors:
+            self.shape = KeyShape(c.window.length, n_channels, c.calibrate.shape_dim,
+                                  c.model.ar_forget)
         self.prev_fc = np.zeros((0, c.model.horizon, n_channels), np.float32)
         self._ensure()
 
@@ -175,9 +182,11 @@ class Engine:
         assert self.store is not None and self.normalizer is not None
         n = self.store.n_slots
         self.normalizer.ensure(n)
-        self.calibrator.ensure(n)
+        self.fusion.ensure(n)
         if self.ar is not None:
             self.ar.ensure(n)
+        if self.shape is not None:
+            self.shape.ensure(n)
         pad = n - len(self.has_fc)
         if pad > 0:
             H, C = self.store.horizon, self.store.n_channels
@@ -190,9 +199,11 @@ class Engine:
     def _reset_slot(self, slot: int) -> None:
         assert self.normalizer is not None
         self.normalizer.reset(slot)
-        self.calibrator.reset(slot)
+        self.fusion.reset(slot)
         if self.ar is not None:
             self.ar.reset(slot)
+        if self.shape is not None:
+            self.shape.reset(slot)
         self.has_fc[slot] = False
         self.fc_age[slot] = 0
         self.last_anom[slot] = False
@@ -260,7 +271,7 @@ class Engine:
             "ts_ms": dl.ts_ms, "score": None, "calibrated": None, "threshold": self.threshold,
             "is_anomaly": False, "warm": False, "error": dl.reason, "model": self.cfg.model.name,
             "step": self.learner.step if self.learner else 0, **dl.position.as_dict(),
-            "label": None,
+            "label": None, "raw_score": None,
         })
 
     def _score_and_learn(
@@ -272,24 +283,18 @@ class Engine:
         assert store is not None and learner is not None
         t0 = time.perf_counter()
         b = self._fold(records, rows, st)
-        fold, ok = b.fold, b.ok
+        fold = b.fold
         t1 = time.perf_counter()
         iso = iso_ms_batch(b.ts_ms)
         flagged: list[int] = []  # batch indices of the records flagged anomalous
         wi = np.flatnonzero(fold.ready)
+        raws = np.full((len(records), 5), np.nan)  # per record: fusion.COMPONENTS
+        fc_raw: np.ndarray | None = None
+        spread: np.ndarray | None = None
         if len(wi):
-            self._score(records, rows, iso, b, wi, flagged, st)
-        # Records without a scored window: the point's squared z under the key's statistics,
-        # clipped like the model's inputs; 0 while the key has no spread yet (its first
-        # points), where any difference would otherwise score ~1e12.
-        rest = ok[~fold.ready[ok]]
-        nc = self.cfg.normalize
-        std = b.std[rest]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            z_point = np.where(std > nc.min_std, (b.values[rest] - b.mean[rest]) / std, 0.0)
-        fallback = np.mean(np.clip(z_point, -nc.clip, nc.clip) ** 2, axis=1).tolist()
-        for r, score in zip(rest.tolist(), fallback, strict=True):
-            rows[records[r][0]] = self._row(records[r][1], iso[r], score, 0.0, False, False)
+            raws[wi, 0], raws[wi, 1], raws[wi, 4], fc_raw, spread = self._score(b, wi, st)
+        raws[:, 2], raws[:, 3] = self._point_scores(b)
+        self._judge(records, rows, iso, b, wi, raws, fc_raw, spread, flagged, st)
         t2 = time.perf_counter()
         self._learn(b, flagged, st)
         self.records_total += len(records)
@@ -343,10 +348,13 @@ class Engine:
         # Slot state after the fold; a key new to the store starts from nothing.
         lslot, lfresh = sslot[live], fresh[live]
         new_slots = lslot[lfresh]
-        for slot in new_slots.tolist():
-            self.calibrator.reset(slot)
+        # (The detectors' calibrators of a new key are reset at its first record, in _judge:
+        # records of a key evicted earlier in this batch are still judged on that slot's
+        # statistics, as they would be one batch at a time.)
         if self.ar is not None:
             self.ar.reset(new_slots)
+        if self.shape is not None:
+            self.shape.reset(new_slots)
         self.has_fc[new_slots] = False
         self.last_anom[new_slots] = False
         self.n_windows[new_slots] = 0
@@ -370,16 +378,20 @@ class Engine:
                       mean_after, std_after, has_fc, fc_snap)
 
     def _score(
-        self, records: list[tuple[int, Record]], rows: list[dict[str, Any]], iso: list[str],
-        b: _Batch, wi: np.ndarray, flagged: list[int], st: BatchStats,
-    ) -> None:
-        """One forward pass (in chunks) for every ready window ``wi``, then judge each."""
+        self, b: _Batch, wi: np.ndarray, st: BatchStats
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+        """One forward pass (in chunks) for every ready window ``wi``: the model's raw score
+        of each, the error of the forecast made earlier for its last point (NaN where none
+        was), its shape score (NaN without the shape detector or before the key has enough
+        windows), its continuation ``(len(wi), H, C)`` in raw units and their spread."""
         assert self.learner is not None
         c = self.cfg.model
         H, clip = c.horizon, self.cfg.normalize.clip
         m, sd = b.mean[wi][:, None, :], b.std[wi][:, None, :]
         windows = np.clip((b.fold.windows(wi) - m) / sd, -clip, clip).astype(np.float32)
         res = self.learner.score(windows)
+        shape = (np.full(len(wi), np.nan) if self.shape is None
+                 else self.shape.score(b.fold.slot[wi], windows))
         ps = res.point_score
         fc_raw = self._continuation(b.fold.slot[wi], windows, res) * sd + m
         # [models: in-batch forecasts] A window's key may have an earlier window in this
@@ -408,10 +420,31 @@ class Engine:
             spread = self.ar.spread(b.fold.slot[wi])[:, :, None] * sd
         else:
             spread = None if res.forecast_std is None else res.forecast_std * sd
-        self._judge(records, rows, iso, b, wi, raw, fc_raw, spread, flagged, st)
         if has_fc[wi].any():
             err = np.sqrt(np.mean(fe_z[has_fc[wi]] ** 2, axis=1)).mean()
             self.metrics.forecast_error(c.name, float(err))
+        return raw, np.where(has_fc[wi], fe, np.nan), shape, fc_raw, spread
+
+    def _point_scores(self, b: _Batch) -> tuple[np.ndarray, np.ndarray]:
+        """Per record, the point's squared z under its key's statistics before it, and its
+        squared first difference in the same units (NaN for a key's first point), each
+        clipped like the model's inputs and averaged over channels."""
+        nc = self.cfg.normalize
+        fold, ok = b.fold, b.ok
+        n = len(b.values)
+        point, diff = np.full(n, np.nan), np.full(n, np.nan)
+        std = b.std[ok]
+        live = std > nc.min_std
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = np.where(live, (b.values[ok] - b.mean[ok]) / std, 0.0)
+        point[ok] = np.mean(np.clip(z, -nc.clip, nc.clip) ** 2, axis=1)
+        has_prev = fold.count[ok] >= 2
+        prev_rows = np.where(has_prev, fold.row[ok] - 1, 0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            dz = np.where(live, (b.values[ok] - fold.ext[prev_rows]) / std, 0.0)
+        d = np.mean(np.clip(dz, -nc.clip, nc.clip) ** 2, axis=1)
+        diff[ok] = np.where(has_prev, d, np.nan)
+        return point, diff
 
     def _continuation(
         self, slots: np.ndarray, windows: np.ndarray, res: ScoreResult
@@ -439,7 +472,9 @@ class Engine:
         fold, ok = b.fold, b.ok
         # The per-key fits take every clean span; they learn with the model (not when its
         # learning is off), which takes the sampled ones.
-        fit = self.ar is not None and self.cfg.model.max_steps_per_batch > 0
+        fit = (self.ar is not None or self.shape is not None) and (
+            self.cfg.model.max_steps_per_batch > 0
+        )
         cand = ok[fold.count[ok] >= W + H]
         if not fit:
             cand = cand[b.take_span[cand]]
@@ -460,10 +495,12 @@ class Engine:
             m, sd = b.mean_after[span_idx][:, None, :], b.std_after[span_idx][:, None, :]
             spans = np.clip((fold.spans(span_idx) - m) / sd, -clip, clip).astype(np.float32)
         if fit:
-            assert self.ar is not None
             # A key evicted later in the batch gave its slot to another: skip its spans.
             alive = fold.seg_alive[fold.seg[span_idx]]
-            self.ar.update(fold.slot[span_idx[alive]], spans[alive])
+            if self.ar is not None:
+                self.ar.update(fold.slot[span_idx[alive]], spans[alive])
+            if self.shape is not None:
+                self.shape.update(fold.slot[span_idx[alive]], spans[alive, :W])
             sampled = b.take_span[span_idx]
             span_idx, spans = span_idx[sampled], spans[sampled]
         if len(spans) or learner.replay_n:
@@ -479,81 +516,101 @@ class Engine:
 
     def _judge(
         self, records: list[tuple[int, Record]], rows: list[dict[str, Any]], iso: list[str],
-        b: _Batch, wi: np.ndarray, raw: np.ndarray, fc_raw: np.ndarray,
+        b: _Batch, wi: np.ndarray, raws: np.ndarray, fc_raw: np.ndarray | None,
         spread: np.ndarray | None, flagged: list[int], st: BatchStats,
     ) -> None:
-        """Calibrate each scored window in order, flag, alert, and fill its row."""
+        """Fuse and calibrate every folded record's evidence in batch order (the model's
+        where its window was scored and the model is trained), flag, alert, and fill its
+        row; emit the continuation of each scored window."""
         store, fold = self.store, b.fold
         assert store is not None and self.learner is not None
         c = self.cfg.model
-        seg = fold.seg[wi]
+        ok = b.ok
+        seg = fold.seg[ok]
         alive = fold.seg_alive[seg]
-        w_slot = fold.slot[wi]
-        later = (fold.seg_len[seg] - 1 - fold.pos[wi]).tolist()  # newer points of the key
-        # The key's window count after each window (continuations_every).
-        nw = (self.n_windows[w_slot] + _rank_in_group(seg) + 1).tolist()
+        slots = fold.slot[ok]
+        later = (fold.seg_len[seg] - 1 - fold.pos[ok]).tolist()  # newer points of the key
+        # A key new to the store starts its detectors' statistics at its first record.
+        starts = (fold.seg_fresh[seg] & (fold.pos[ok] == 0)).tolist()
+        # Per scored window: its index among wi, and the key's window count after it.
+        w_of = np.full(len(records), -1, np.int64)
+        w_of[wi] = np.arange(len(wi))
+        nw = (self.n_windows[fold.slot[wi]] + _rank_in_group(fold.seg[wi]) + 1).tolist()
         conts = self.sinks.continuations
         every = self.cfg.output.continuations_every
         # As lists once per batch: one numpy call per row would cost more than the row.
-        fc_list = np.round(fc_raw, 6).tolist() if conts is not None else []
-        spread_list = None if spread is None or conts is None else np.round(spread, 6).tolist()
-        horizon = int(fc_raw.shape[1])
-        cal_obs, cal_only = self.calibrator.observe, self.calibrator.calibrate
+        emit_fc = conts is not None and fc_raw is not None
+        fc_list = np.round(fc_raw, 6).tolist() if emit_fc and fc_raw is not None else []
+        spread_list = None if spread is None or not emit_fc else np.round(spread, 6).tolist()
+        horizon = c.horizon
         model_ok = self.learner.warm
+        # Model evidence only from a trained model: scores of an untrained one say nothing
+        # about the key's normal error level.
+        r_ok = raws[ok]
+        if not model_ok:
+            r_ok[:, 0] = np.nan
+        raw_rows = [[None if v != v else v for v in r] for r in r_ok.tolist()]
+        judge = self.fusion.judge
+        model_cal = self.calibrator
+        warmup = self.cfg.calibrate.warmup_windows
         alerting = self.cfg.alerting.enabled
-        thr = self.threshold
-        anom_w = np.zeros(len(wi), bool)
+        anom_rec = np.zeros(len(ok), bool)
         cal_list = []
-        raw_l = raw.tolist()
-        for j, (i, slot, live) in enumerate(zip(wi.tolist(), w_slot.tolist(), alive.tolist(),
+        for j, (i, slot, live) in enumerate(zip(ok.tolist(), slots.tolist(), alive.tolist(),
                                                 strict=True)):
             row_idx, rec = records[i]
-            score = raw_l[j]
+            rr = raw_rows[j]
+            mr = rr[0]
+            if starts[j]:
+                self.fusion.reset(slot)
+            score, anom, _ = judge(slot, rr)
+            warm = mr is not None and int(model_cal.count[slot]) >= warmup
+            cal_list.append(score)
             if not live:
-                # The key was evicted later in this batch and its slot reused.
-                rows[row_idx] = self._row(rec, iso[i], score, 0.0, False, False)
+                # The key was evicted later in this batch and its slot reused: its row
+                # stands, but it leaves no flag in the slot's new owner.
+                rows[row_idx] = self._row(rec, iso[i], score, score, anom, warm, mr)
                 continue
-            if model_ok:
-                cal, cal_warm = cal_obs(slot, score)
-            else:
-                # Scores of an untrained model say nothing about the key's normal error
-                # level: keep them out of the calibrator's statistics.
-                cal, cal_warm = cal_only(slot, score), False
-            warm = cal_warm and model_ok
-            anom = bool(warm and cal >= thr)
-            cal_list.append(cal)
             if anom:
-                anom_w[j] = True
+                anom_rec[j] = True
                 st.anomalies += 1
                 store.flag_back(slot, later[j])
                 flagged.append(i)
-            if warm and alerting:
-                ev = self.alerter.update(rec.key, rec.ts_ms, cal)
+            if alerting:
+                ev = self.alerter.update(rec.key, rec.ts_ms, score)
                 if ev is not None:
                     self.metrics.alert_event(ev.state)
                     if self.sinks.alerts is not None:
                         self.sinks.alerts.add(ev.as_dict())
-            rows[row_idx] = self._row(rec, iso[i], score, cal, anom, warm)
-            if conts is not None and nw[j] % every == 0:
+            rows[row_idx] = self._row(rec, iso[i], score, score, anom, warm, mr)
+            w = int(w_of[i])
+            if w >= 0 and emit_fc and conts is not None and nw[w] % every == 0:
                 cont = {
                     "key": rec.key, "ts": iso[i], "ts_ms": rec.ts_ms,
                     "horizon": horizon, "channels": self.channels,
-                    "forecast": fc_list[j], "model": c.name,
+                    "forecast": fc_list[w], "model": c.name,
                 }
                 if spread_list is not None:
-                    cont["spread"] = spread_list[j]
+                    cont["spread"] = spread_list[w]
                 conts.add(cont)
-        # Each live key's newest window sets its state for the next batch.
-        lw = np.flatnonzero(alive)
-        if len(lw):
-            _, back = np.unique(seg[lw][::-1], return_index=True)
-            last = lw[len(lw) - 1 - back]
-            ls = w_slot[last]
-            self.last_anom[ls] = anom_w[last]
-            self.prev_fc[ls] = fc_raw[last]
-            self.fc_age[ls] = np.asarray(later)[last]
-            self.has_fc[ls] = True
-            np.add.at(self.n_windows, w_slot[lw], 1)
+        # Each live key's newest record sets its flag state for the next batch; its newest
+        # scored window sets the forecast state.
+        lk = np.flatnonzero(alive)
+        if len(lk):
+            _, back = np.unique(seg[lk][::-1], return_index=True)
+            last = lk[len(lk) - 1 - back]
+            self.last_anom[slots[last]] = anom_rec[last]
+        if len(wi) and fc_raw is not None:
+            w_seg = fold.seg[wi]
+            lw = np.flatnonzero(fold.seg_alive[w_seg])
+            if len(lw):
+                _, back = np.unique(w_seg[lw][::-1], return_index=True)
+                last = lw[len(lw) - 1 - back]
+                ls = fold.slot[wi][last]
+                self.prev_fc[ls] = fc_raw[last]
+                self.fc_age[ls] = (fold.seg_len[w_seg] - 1 - fold.pos[wi])[last]
+                self.has_fc[ls] = True
+                np.add.at(self.n_windows, fold.slot[wi][lw], 1)
         self.metrics.scores(c.name, cal_list)
         self.metrics.anomalies(c.name, st.anomalies)
 
@@ -571,7 +628,8 @@ class Engine:
         return tmp[0]
 
     def _row(
-        self, rec: Record, ts_text: str, score: float, cal: float, anom: bool, warm: bool
+        self, rec: Record, ts_text: str, score: float, cal: float, anom: bool, warm: bool,
+        raw: float | None = None,
     ) -> dict[str, Any]:
         assert self.learner is not None
         pos = rec.position
@@ -580,7 +638,7 @@ class Engine:
             "score": score, "calibrated": cal, "threshold": self.threshold, "is_anomaly": anom,
             "warm": warm, "error": None, "model": self.cfg.model.name,
             "step": self.learner.step, "topic": pos.topic, "partition": pos.partition,
-            "offset": pos.offset, "label": rec.label,
+            "offset": pos.offset, "label": rec.label, "raw_score": raw,
         }
 
     def _emit(self, rows: list[dict[str, Any]]) -> None:

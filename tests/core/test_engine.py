@@ -83,7 +83,7 @@ def test_anomalous_windows_are_kept_out_of_training(monkeypatch):
     monkeypatch.setattr(eng.learner, "learn", lambda spans: learned.append(spans) or
                         {"loss": 0.0, "kl": float("nan"), "skipped": 0, "rolled_back": 0})
     # Force every window of key sensor-0 to be flagged by making the threshold tiny.
-    eng.threshold = -1e9
+    eng.fusion.threshold = -1e9
     more = make_stream(n_keys=2, n_points=30, seed=5, anomalies_per_key=0, start_s=1_800_000_000)
     eng.process(_msgs([r for r in more if r["key"] == "sensor-0"], start=10_000))
     assert all(len(s) == 0 for s in learned)

@@ -1,0 +1,182 @@
+"""Per-key shape detector: how far a window's shape lies from the key's own past windows.
+
+For each key and channel, the windows the engine scores (in the key's normalized units) are
+block-averaged down to ``dim`` points, and the key keeps the exponentially weighted mean and
+second moment of those short vectors, over every clean span the model learns from. A window's
+raw shape score is its Mahalanobis distance under that mean and covariance (ridge-regularized),
+averaged over channels: a streaming, per-key form of the "Sub-PCA" detector (PCA on sliding
+windows), which ranks among the best classical detectors on real labelled series.
+
+Why next to the shared model: the model learns what windows of all keys have in common and
+scores a window by how well it rebuilds it; a shape that is ordinary for other keys (or
+cheap to rebuild) but unusual for *this* key goes unnoticed. On the real-data suite
+(``streamgen bench --suite real``, 29 series) this detector alone reached a mean VUS-PR of
+0.28 against 0.26 for the model's score, and fusing both (with the first difference) 0.29.
+
+State per key: ``C * (dim + 2 * dim (dim + 1) / 2)`` float32 values plus a weight and an age
+(288 values, 1.2 kB, per channel for ``dim = 16``). The inverse Cholesky factor used to score
+is refreshed every :data:`_REFRESH` spans a key takes in, as the per-key fits are.
+
+Examples
+--------
+>>> import numpy as np
+>>> sh = KeyShape(window=32, n_channels=1, dim=8, forget=0.999)
+>>> sh.ensure(1)
+>>> t = np.arange(4000)
+>>> x = np.sin(2 * np.pi * t / 32)
+>>> wins = np.lib.stride_tricks.sliding_window_view(x, 32)[:, :, None].astype(np.float32)
+>>> sh.update(np.zeros(len(wins), np.int64), wins)
+>>> odd = wins[:2].copy()
+>>> odd[1, 10:20] = 2.0  # a plateau in one window
+>>> s = sh.score(np.zeros(2, np.int64), odd)
+>>> bool(s[1] > 10 * s[0])
+True
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+# Spans a slot takes in before its inverse factor is computed again.
+_REFRESH = 8
+# Ridge added to the covariance's diagonal, in normalized units squared: keeps directions the
+# key never varies in (a flat signal, clipped values) from turning rounding noise into huge
+# distances.
+_RIDGE = 0.05
+# Per-slot arrays a checkpoint carries.
+_STATE = ("mean", "second", "weight", "age", "inv")
+
+
+class KeyShape:
+    """Per-slot EW mean and covariance of block-averaged windows; Mahalanobis scores."""
+
+    def __init__(self, window: int, n_channels: int, dim: int, forget: float) -> None:
+        self.dim = max(1, min(dim, window))
+        self.block = window // self.dim
+        self.window = window
+        self.n_channels = n_channels
+        self.forget = forget
+        d, C = self.dim, n_channels
+        self._iu = np.triu_indices(d)
+        p = len(self._iu[0])
+        self.mean = np.zeros((0, C, d), np.float32)
+        self.second = np.zeros((0, C, p), np.float32)
+        self.inv = np.zeros((0, C, p), np.float32)  # packed inverse Cholesky factor (upper)
+        self.ref = np.zeros((0, C, d), np.float32)  # the mean the factor was computed with
+        self.weight = np.zeros(0, np.float32)
+        self.age = np.zeros(0, np.int32)
+
+    @property
+    def n_slots(self) -> int:
+        return len(self.weight)
+
+    def ensure(self, n_slots: int) -> None:
+        pad = n_slots - self.n_slots
+        if pad <= 0:
+            return
+        for name in ("mean", "second", "inv", "ref"):
+            a = getattr(self, name)
+            setattr(self, name, np.concatenate([a, np.zeros((pad, *a.shape[1:]), a.dtype)]))
+        self.weight = np.concatenate([self.weight, np.zeros(pad, np.float32)])
+        self.age = np.concatenate([self.age, np.zeros(pad, np.int32)])
+
+    def reset(self, slots: np.ndarray | int) -> None:
+        for name in ("mean", "second", "inv", "ref", "weight", "age"):
+            getattr(self, name)[slots] = 0
+
+    def _reduce(self, windows: np.ndarray) -> np.ndarray:
+        """``(B, W, C)`` windows → ``(B, C, dim)`` block means of their last ``dim * block``
+        points."""
+        B = len(windows)
+        x = windows[:, self.window - self.dim * self.block :, :]
+        x = x.reshape(B, self.dim, self.block, self.n_channels).mean(axis=2)
+        return np.ascontiguousarray(x.transpose(0, 2, 1), dtype=np.float32)
+
+    def update(self, slots: np.ndarray, windows: np.ndarray) -> None:
+        """Fold clean ``(n, W, C)`` windows (normalized) into their slots' statistics, in
+        order; refresh the factors of slots that took :data:`_REFRESH` windows since."""
+        if len(slots) == 0:
+            return
+        v = self._reduce(windows)  # (n, C, d)
+        outer = (v[:, :, :, None] * v[:, :, None, :])[:, :, self._iu[0], self._iu[1]]
+        # Decay per slot by the number of windows that follow in this batch: a window k places
+        # from the end of its slot's run weighs forget**k, as one at a time.
+        order = np.argsort(slots, kind="stable")
+        s_sorted = slots[order]
+        uniq, start, count = np.unique(s_sorted, return_index=True, return_counts=True)
+        rank = np.arange(len(slots)) - np.repeat(start, count)
+        after = np.repeat(count, count) - 1 - rank
+        w = (self.forget ** after).astype(np.float32)
+        decay = (self.forget**count).astype(np.float32)
+        sum_w = np.add.reduceat(w, start)
+        sum_v = np.add.reduceat(v[order] * w[:, None, None], start, axis=0)
+        sum_o = np.add.reduceat(outer[order] * w[:, None, None], start, axis=0)
+        old_w = self.weight[uniq] * decay
+        new_w = old_w + sum_w
+        self.mean[uniq] = (self.mean[uniq] * old_w[:, None, None] + sum_v) / new_w[:, None, None]
+        self.second[uniq] = self.second[uniq] * decay[:, None, None] + sum_o
+        self.weight[uniq] = new_w
+        self.age[uniq] += count.astype(np.int32)
+        due = uniq[(self.age[uniq] >= _REFRESH) | (self.ref[uniq] == 0).all(axis=(1, 2))]
+        if len(due):
+            self._refresh(due)
+
+    def _refresh(self, slots: np.ndarray) -> None:
+        d = self.dim
+        n = len(slots)
+        C = self.n_channels
+        sec = np.zeros((n, C, d, d), np.float64)
+        sec[:, :, self._iu[0], self._iu[1]] = self.second[slots]
+        sec = np.triu(sec) + np.triu(sec, 1).transpose(0, 1, 3, 2)
+        w = np.maximum(self.weight[slots].astype(np.float64), 1e-12)[:, None, None, None]
+        m = self.mean[slots].astype(np.float64)
+        cov = sec / w - m[..., :, None] * m[..., None, :]
+        cov += _RIDGE * np.eye(d)
+        # cov = L Lᵀ; the score is |L⁻¹ (x - m)|², kept as the upper triangle of L⁻ᵀ.
+        lower = np.linalg.cholesky(cov)
+        inv = np.linalg.inv(lower)  # lower triangular
+        self.inv[slots] = inv.transpose(0, 1, 3, 2)[:, :, self._iu[0], self._iu[1]]
+        self.ref[slots] = self.mean[slots]
+        self.age[slots] = 0
+
+    def score(self, slots: np.ndarray, windows: np.ndarray, min_weight: float = 0.0) -> np.ndarray:
+        """Mean over channels of each ``(B, W, C)`` window's squared Mahalanobis distance
+        under its slot's statistics; NaN for slots with less than ``max(min_weight, 2 dim)``
+        windows of weight."""
+        B, d = len(slots), self.dim
+        out = np.full(B, np.nan)
+        if B == 0:
+            return out
+        ready = self.weight[slots] >= max(min_weight, 2.0 * d)
+        if not ready.any():
+            return out
+        s = slots[ready]
+        x = self._reduce(windows[ready]) - self.ref[s]  # (b, C, d)
+        u = np.zeros((len(s), self.n_channels, d, d), np.float32)
+        u[:, :, self._iu[0], self._iu[1]] = self.inv[s]  # L⁻ᵀ (upper)
+        y = np.einsum("bcij,bci->bcj", u, x)  # (L⁻¹ x) per channel
+        out[ready] = np.mean(np.sum(y * y, axis=2), axis=1)
+        return out
+
+    def state_dict(self, slots: np.ndarray) -> dict[str, Any]:
+        import torch
+
+        return {k: torch.from_numpy(getattr(self, k)[slots].copy()) for k in (*_STATE, "ref")}
+
+    def load_state_dict(self, state: dict[str, Any] | None, slots: list[int]) -> None:
+        """Restore slots; a checkpoint without shape statistics (older, or another window
+        or channel count) starts them afresh."""
+        self.ensure(max(slots, default=-1) + 1)
+        idx = np.asarray(slots, np.int64)
+        fits = state is not None and tuple(state["mean"].shape[1:]) == self.mean.shape[1:]
+        if not fits:
+            self.reset(idx)
+            return
+        assert state is not None
+        for k in (*_STATE, "ref"):
+            getattr(self, k)[idx] = state[k].numpy()
+
+
+__all__ = ["KeyShape"]
