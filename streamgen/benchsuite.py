@@ -108,6 +108,8 @@ class Stream:
     values: np.ndarray  # (K, N, C)
     labels: np.ndarray  # (K, N)
     warmup: int
+    domain: str = "synthetic"
+    source: str = ""
 
 
 def _from_rows(name: str, rows: list[dict[str, Any]], n_keys: int, warmup: int) -> Stream:
@@ -350,15 +352,20 @@ def forecast_errors(s: Stream, conts: dict[str, list[Any]], horizon: int) -> dic
     return out
 
 
-def run_streamgen(
+def engine_run(
     model: str,
     s: Stream,
     seed: int = 0,
     overrides: list[str] | None = None,
     base: PipelineConfig | None = None,
-) -> RunResult:
-    """Run ``model`` over a stream through the engine (pipeline ``base``, default settings
-    when None, then ``overrides``); evaluate its scores and continuations."""
+    fields: tuple[str, ...] = ("score", "calibrated", "warm"),
+) -> tuple[dict[str, list[Any]], dict[str, list[Any]], float, dict[str, float], PipelineConfig]:
+    """Run ``model`` over a stream's rows through the engine (pipeline ``base``, default
+    settings when None, then ``overrides``), as ``streamgen score`` does.
+
+    Returns the score rows' ``fields`` and the continuations (key, ts_ms, forecast) as
+    columns, the seconds spent in the engine, its per-stage timings and the configuration.
+    """
     from streamgen.config import apply_overrides
     from streamgen.core.engine import Engine, Sinks
     from streamgen.core.ports import RawMessage
@@ -371,7 +378,7 @@ def run_streamgen(
     msgs = [
         RawMessage(json.dumps(r).encode(), Position("bench", 0, i)) for i, r in enumerate(s.rows)
     ]
-    scores = _Collect("score", "calibrated", "warm")
+    scores = _Collect(*fields)
     conts = _Collect("key", "ts_ms", "forecast")
     eng = Engine(cfg, Sinks(scores=scores, continuations=conts))
     freeze_heap()  # as the service and `streamgen score` do before their loops
@@ -383,16 +390,29 @@ def run_streamgen(
         for k, v in st.timings.items():
             timings[k] = timings.get(k, 0.0) + v
     secs = time.perf_counter() - t0
+    return scores.cols, conts.cols, secs, timings, cfg
+
+
+def run_streamgen(
+    model: str,
+    s: Stream,
+    seed: int = 0,
+    overrides: list[str] | None = None,
+    base: PipelineConfig | None = None,
+) -> RunResult:
+    """Run ``model`` over a stream through the engine (:func:`engine_run`); evaluate its
+    scores and continuations."""
+    cols, conts, secs, timings, cfg = engine_run(model, s, seed, overrides, base)
     K, N, _ = s.values.shape
     # Rows are interleaved key by key at each time step: row i*K + k is key k at time i.
-    sc = np.array(scores.cols["score"], np.float64).reshape(N, K).T
+    sc = np.array(cols["score"], np.float64).reshape(N, K).T
     res = _evaluate(model, s, sc, secs, seed)
-    cal = np.array(scores.cols["calibrated"], np.float64).reshape(N, K).T
+    cal = np.array(cols["calibrated"], np.float64).reshape(N, K).T
     res.pr_auc_calibrated = _evaluate(model, s, cal, secs, seed).pr_auc
-    warm = np.array(scores.cols["warm"], bool).reshape(N, K).T
+    warm = np.array(cols["warm"], bool).reshape(N, K).T
     res.cold_fraction = float(1.0 - warm[:, s.warmup :].mean())
-    res.score_points_per_s = len(msgs) / max(secs - timings.get("learn", 0.0), 1e-9)
-    res.forecast = forecast_errors(s, conts.cols, cfg.model.horizon)
+    res.score_points_per_s = len(s.rows) / max(secs - timings.get("learn", 0.0), 1e-9)
+    res.forecast = forecast_errors(s, conts, cfg.model.horizon)
     res.timings = timings
     return res
 
@@ -650,6 +670,7 @@ __all__ = [
     "RunResult",
     "Stream",
     "average_precision",
+    "engine_run",
     "forecast_errors",
     "format_markdown",
     "format_pr_table",

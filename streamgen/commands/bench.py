@@ -1,4 +1,10 @@
-"""``streamgen bench [--quick] [--seeds N] [--seed S] [--json OUT] [--markdown OUT]``.
+"""``streamgen bench [--suite synthetic|real] [--quick] [--seeds N] [--seed S] [--json OUT]
+[--markdown OUT]``.
+
+``--suite real`` runs :func:`streamgen.benchreal.run_real_suite` instead: the labelled real
+series of :mod:`streamgen.realdata` (needs ``pip install 'streamgen[realdata]'``), every row
+judged from each series' first point, VUS-PR/PR-AUC/ROC-AUC against random, HST, rolling z,
+|Δx| and offline Sub-PCA.
 
 Runs :func:`streamgen.benchsuite.run_suite` (sota and rvae through the engine, River
 HalfSpaceTrees, rolling z-score and |Δx| baselines on a varied labelled synthetic suite) for
@@ -19,7 +25,13 @@ from streamgen.commands.common import add_pipeline_args
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bench", help="benchmark models against baselines on synthetic streams")
+    p = sub.add_parser("bench", help="benchmark models against baselines (synthetic or real data)")
+    p.add_argument(
+        "--suite",
+        choices=("synthetic", "real"),
+        default="synthetic",
+        help="synthetic streams (default) or the real labelled series (needs the realdata extra)",
+    )
     p.add_argument("--quick", action="store_true", help="small suite, one seed by default (<3 min)")
     p.add_argument(
         "--seeds",
@@ -36,9 +48,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", metavar="OUT", help="write runs and summary as JSON here")
     p.add_argument("--markdown", metavar="OUT", help="write the markdown tables here too")
     p.add_argument(
-        "--detectors", default=None, help="comma-separated subset of sota,rvae,hst,rolling_z,diff"
+        "--detectors",
+        default=None,
+        help="comma-separated subset of sota,rvae,hst,rolling_z,diff (real suite: also random, "
+        "subpca)",
     )
-    p.add_argument("--streams", default=None, help="comma-separated subset of stream names")
+    p.add_argument(
+        "--streams", default=None, help="comma-separated subset of stream (or series) names"
+    )
     p.add_argument("--quiet", action="store_true", help="no per-run progress lines on stderr")
     add_pipeline_args(p)
     p.set_defaults(func=run)
@@ -54,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
     seeds = args.seeds if args.seeds is not None else (1 if args.quick else 3)
     if seeds < 1:
         raise ConfigError("--seeds: must be >= 1")
+    if args.suite == "real":
+        return _run_real(args, base, seeds)
     dets = tuple(args.detectors.split(",")) if args.detectors else benchsuite.DETECTORS
     unknown = set(dets) - set(benchsuite.DETECTORS)
     if unknown:
@@ -74,4 +93,35 @@ def run(args: argparse.Namespace) -> int:
         Path(args.markdown).write_text(text + "\n")
     if args.json:
         Path(args.json).write_text(json.dumps(benchsuite.to_json(results, summary), indent=1))
+    return 0
+
+
+def _run_real(args: argparse.Namespace, base: object, seeds: int) -> int:
+    from streamgen import benchreal, realdata
+    from streamgen.errors import ConfigError
+
+    ok, why = realdata.available()
+    if not ok:
+        print(f"streamgen: error: --suite real: {why}", file=sys.stderr)
+        return 2
+    dets = tuple(args.detectors.split(",")) if args.detectors else benchreal.DETECTORS
+    unknown = set(dets) - set(benchreal.DETECTORS)
+    if unknown:
+        raise ConfigError(f"--detectors: unknown {sorted(unknown)}")
+    names = tuple(args.streams.split(",")) if args.streams else None
+    if names and set(names) - set(realdata.SERIES):
+        raise ConfigError(f"--streams: unknown {sorted(set(names) - set(realdata.SERIES))}")
+    if args.seed < 0:
+        raise ConfigError("--seed: must be >= 0")
+    log = None if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
+    results = benchreal.run_real_suite(
+        seeds, dets, None, names, log, base, first_seed=args.seed  # type: ignore[arg-type]
+    )
+    summary = benchreal.summarize(results)
+    text = benchreal.format_markdown(summary)
+    print(text)
+    if args.markdown:
+        Path(args.markdown).write_text(text + "\n")
+    if args.json:
+        Path(args.json).write_text(json.dumps(benchreal.to_json(results, summary), indent=1))
     return 0
