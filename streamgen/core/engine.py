@@ -43,7 +43,7 @@ from streamgen.core.gate import LatenessGate
 from streamgen.core.keyar import KeyAR
 from streamgen.core.normalize import Normalizer
 from streamgen.core.ports import Metrics, RawMessage, Sink
-from streamgen.core.shape import KeyShape
+from streamgen.core.shape import KeyShape, default_spans
 from streamgen.core.window import BatchFold, WindowStore
 from streamgen.models.layers import robust_input
 from streamgen.models.online import OnlineLearner, ScoreResult
@@ -137,7 +137,7 @@ class Engine:
             else None
         )
         self.alerter = Alerter(cfg.alerting, cfg.calibrate.threshold)
-        self.fusion = Fusion(cfg.calibrate)
+        self.fusion = Fusion(cfg.calibrate, len(shape_spans(cfg)))
         self.calibrator: Calibrator = self.fusion.cals["model"]
         self.threshold = self.fusion.threshold
         self.store: WindowStore | None = None
@@ -174,7 +174,7 @@ class Engine:
             self.ar = KeyAR(order, c.model.horizon, c.model.ar_forget, c.model.ar_ridge)
         if "shape" in c.calibrate.detectors:
             self.shape = KeyShape(c.window.length, n_channels, c.calibrate.shape_dim,
-                                  c.model.ar_forget)
+                                  c.model.ar_forget, shape_spans(c), c.calibrate.shape_recent)
         self.prev_fc = np.zeros((0, c.model.horizon, n_channels), np.float32)
         self._ensure()
 
@@ -288,11 +288,14 @@ class Engine:
         iso = iso_ms_batch(b.ts_ms)
         flagged: list[int] = []  # batch indices of the records flagged anomalous
         wi = np.flatnonzero(fold.ready)
-        raws = np.full((len(records), 5), np.nan)  # per record: fusion.COMPONENTS
+        # Per record, the raw score of each of fusion.names (NaN: not available).
+        raws = np.full((len(records), len(self.fusion.names)), np.nan)
         fc_raw: np.ndarray | None = None
         spread: np.ndarray | None = None
         if len(wi):
-            raws[wi, 0], raws[wi, 1], raws[wi, 4], fc_raw, spread = self._score(b, wi, st)
+            m_raw, f_raw, s_raw, fc_raw, spread = self._score(b, wi, st)
+            raws[wi, 0], raws[wi, 1] = m_raw, f_raw
+            raws[wi[:, None], 4 + np.arange(s_raw.shape[1])] = s_raw
         raws[:, 2], raws[:, 3] = self._point_scores(b)
         self._judge(records, rows, iso, b, wi, raws, fc_raw, spread, flagged, st)
         t2 = time.perf_counter()
@@ -382,15 +385,16 @@ class Engine:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
         """One forward pass (in chunks) for every ready window ``wi``: the model's raw score
         of each, the error of the forecast made earlier for its last point (NaN where none
-        was), its shape score (NaN without the shape detector or before the key has enough
-        windows), its continuation ``(len(wi), H, C)`` in raw units and their spread."""
+        was), its shape score per scale ``(len(wi), S)`` (NaN before the key has enough
+        windows; no columns without the shape detector), its continuation
+        ``(len(wi), H, C)`` in raw units and their spread."""
         assert self.learner is not None
         c = self.cfg.model
         H, clip = c.horizon, self.cfg.normalize.clip
         m, sd = b.mean[wi][:, None, :], b.std[wi][:, None, :]
         windows = np.clip((b.fold.windows(wi) - m) / sd, -clip, clip).astype(np.float32)
         res = self.learner.score(windows)
-        shape = (np.full(len(wi), np.nan) if self.shape is None
+        shape = (np.full((len(wi), 0), np.nan) if self.shape is None
                  else self.shape.score(b.fold.slot[wi], windows))
         ps = res.point_score
         fc_raw = self._continuation(b.fold.slot[wi], windows, res) * sd + m
@@ -652,6 +656,12 @@ class Engine:
     def flush_sinks(self) -> None:
         for s in self.sinks.all():
             s.flush()
+
+
+def shape_spans(cfg: PipelineConfig) -> tuple[int, ...]:
+    """The shape detector's scales: spans of the window (``calibrate.shape_scales``)."""
+    c = cfg.calibrate
+    return default_spans(cfg.window.length, c.shape_dim, c.shape_scales)
 
 
 def _rank_in_group(group: np.ndarray) -> np.ndarray:

@@ -10,7 +10,8 @@ The ``score`` of a record fuses per-key calibrated evidence from up to three det
 * ``point``: the point's squared z under the key's running statistics (the normalizer's);
 * ``diff``: the squared first difference ``x_t - x_{t-1}`` in the same units;
 * ``shape``: the window's Mahalanobis distance from the key's own past windows
-  (:mod:`streamgen.core.shape`), once the key has enough of them.
+  (:mod:`streamgen.core.shape`), once the key has enough of them; one detector per scale
+  (``shape``, ``shape1``, ...: the whole window, its last half, ...).
 
 Each detector has its own per-key :class:`~streamgen.core.calibrate.Calibrator` (z of the
 cube root of its raw score under EW statistics). A calibrated value that rests on few past
@@ -59,16 +60,21 @@ def tail_z(z: float, n: int, n_max: float = math.inf) -> float:
 
 
 class Fusion:
-    """Per-slot calibrators of the three detectors and the fused, tail-equivalent score.
+    """Per-slot calibrators of the detectors and the fused, tail-equivalent score.
 
-    ``cals[name]`` is the detector's :class:`Calibrator`; the engine's model calibrator is
-    ``cals["model"]``. Detectors not in ``cfg.detectors`` keep no statistics.
+    ``cals[name]`` is the detector's :class:`Calibrator`, in the order of :attr:`names`
+    (:data:`COMPONENTS`, the shape detector once per scale); the engine's model calibrator
+    is ``cals["model"]``. Detectors not in ``cfg.detectors`` keep no statistics.
     """
 
-    def __init__(self, cfg: CalibrateConfig) -> None:
+    def __init__(self, cfg: CalibrateConfig, shape_scales: int = 1) -> None:
         self.cfg = cfg
-        self.cals = {name: Calibrator(cfg) for name in COMPONENTS}
-        self.active = tuple(c in cfg.detectors for c in COMPONENTS)
+        shapes = ["shape"] + [f"shape{i}" for i in range(1, shape_scales)]
+        self.names = (*COMPONENTS[:-1], *shapes)
+        self.cals = {name: Calibrator(cfg) for name in self.names}
+        self.active = tuple(
+            ("shape" if n.startswith("shape") else n) in cfg.detectors for n in self.names
+        )
         self.threshold = self.cals["model"].threshold
         self._zscore = cfg.method != "quantile"
         self._stouffer = cfg.fusion == "stouffer"

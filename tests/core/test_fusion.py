@@ -138,16 +138,17 @@ def test_shape_score_is_the_mahalanobis_distance_of_the_block_means():
     cov = np.array([[1.0, 0.8], [0.8, 1.0]])
     v = rng.multivariate_normal([0.5, -0.5], cov, size=20000)
     wins = np.repeat(v, 4, axis=1)[:, :, None].astype(np.float32)  # blocks of 4 → dim 2
-    sh = KeyShape(8, 1, 2, 1.0)
+    sh = KeyShape(8, 1, 2, 1.0, spans=(8,))
     sh.ensure(1)
     sh.update(np.zeros(len(wins), np.int64), wins)
     probe = np.repeat(np.array([[1.5, 0.5]]), 4, axis=1)[:, :, None].astype(np.float32)
     d = probe[0, ::4, 0] - np.array([0.5, -0.5])
-    expect = d @ np.linalg.inv(cov + 0.05 * np.eye(2)) @ d
-    assert sh.score(np.zeros(1, np.int64), probe)[0] == pytest.approx(expect, rel=0.03)
+    expect = d @ np.linalg.inv(cov + 0.001 * np.eye(2)) @ d
+    assert sh.score(np.zeros(1, np.int64), probe)[0, 0] == pytest.approx(expect, rel=0.03)
     fresh = KeyShape(8, 1, 2, 1.0)
     fresh.ensure(1)
-    assert np.isnan(fresh.score(np.zeros(1, np.int64), probe)[0])  # no history: no score
+    assert fresh.spans == (8, 4)  # the whole window and its last half
+    assert np.isnan(fresh.score(np.zeros(1, np.int64), probe)).all()  # no history: no score
 
 
 def test_pot_tail_z_follows_the_true_tail_and_ranks_monotonically():
