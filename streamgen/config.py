@@ -184,6 +184,11 @@ class CalibrateConfig(_Frozen):
     detectors: list[Detector] = Field(
         default_factory=lambda: list(DEFAULT_DETECTORS), min_length=1
     )
+    # Detectors that score a record only when none of `detectors` can: a key's first points,
+    # before its window is full and its shape statistics exist (about 100 points); those
+    # score 0 (no evidence) otherwise. [diff] gave evidence from a key's second point but
+    # its noisy early values cost 0.014 mean VUS-PR on the real-data suite: off by default.
+    fallback: list[Detector] = Field(default_factory=list)
     # How the detectors' tail-equivalent z values combine: "max" (the strongest; a threshold
     # keeps its tail probability per detector) or "stouffer" (their sum over the square root
     # of their count: evidence that several detectors share adds up). Real-data suite, 3

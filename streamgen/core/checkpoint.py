@@ -108,6 +108,7 @@ def keys_state(engine: Engine, keys: list[str] | None = None) -> dict[str, Any]:
         "fc_age": torch.from_numpy(engine.fc_age[slots].copy()),
         "has_fc": torch.from_numpy(engine.has_fc[slots].copy()),
         "last_anom": torch.from_numpy(engine.last_anom[slots].copy()),
+        "since_flag": torch.from_numpy(engine.since_flag[slots].copy()),
         "n_windows": torch.from_numpy(engine.n_windows[slots].copy()),
         "ar": None if engine.ar is None else engine.ar.state_dict(slots),
         "shape": None if engine.shape is None else engine.shape.state_dict(slots),
@@ -168,6 +169,8 @@ def load_keys_state(engine: Engine, state: dict[str, Any]) -> None:
         engine.fc_age[s] = int(state["fc_age"][i])
         engine.has_fc[s] = bool(state["has_fc"][i])
         engine.last_anom[s] = bool(state["last_anom"][i])
+        if "since_flag" in state:  # older checkpoints: as if never flagged
+            engine.since_flag[s] = int(state["since_flag"][i])
         engine.n_windows[s] = int(state["n_windows"][i])
     engine.alerter.load_state_dict(state["alerts"])
     for k, (topic, part) in state["key_partition"].items():

@@ -72,9 +72,10 @@ class Fusion:
         shapes = ["shape"] + [f"shape{i}" for i in range(1, shape_scales)]
         self.names = (*COMPONENTS[:-1], *shapes)
         self.cals = {name: Calibrator(cfg) for name in self.names}
-        self.active = tuple(
-            ("shape" if n.startswith("shape") else n) in cfg.detectors for n in self.names
-        )
+        kinds = ["shape" if n.startswith("shape") else n for n in self.names]
+        self.active = tuple(k in cfg.detectors for k in kinds)
+        # Detectors that score a record only when no active one can (a key's first points).
+        self.fallback = tuple(k in cfg.fallback and k not in cfg.detectors for k in kinds)
         self.threshold = self.cals["model"].threshold
         self._zscore = cfg.method != "quantile"
         self._stouffer = cfg.fusion == "stouffer"
@@ -90,36 +91,51 @@ class Fusion:
             c.reset(slot)
 
     def judge(
-        self, slot: int, raws: list[float | None]
-    ) -> tuple[float, bool, float | None]:
-        """Fuse the raw scores of :data:`COMPONENTS` (None: not available for this
-        record) of one record of ``slot``; fold them into the statistics unless the record
-        is flagged. Returns ``(score, flagged, model_calibrated)``; the last is the model's
-        own calibrated value (None without a model score)."""
-        best = -math.inf
-        total, k = 0.0, 0
+        self, slot: int, raws: list[float | None], mute_from: int | None = None
+    ) -> tuple[float, float, bool, float | None]:
+        """Fuse the raw scores of :attr:`names` (None: not available for this record) of one
+        record of ``slot`` and fold each into its detector's statistics unless that
+        detector flags it. Detectors from index ``mute_from`` on count in the ranking score
+        but not in the alerting value (the engine mutes the shape detector while a flagged
+        point is still in its window). Returns ``(score, alerting value, flagged,
+        model_calibrated)``; the last is the model's own calibrated value (None without a
+        model score)."""
+        stop = len(raws) if mute_from is None else mute_from
+        zs: list[float] = []
+        spare: list[float] = []  # fallback detectors' values
+        alert_k = 0
         model_cal = None
-        for c, raw, on in zip(self.cals.values(), raws, self.active, strict=True):
-            if raw is None or not on:
+        for i, (c, raw, on, fb) in enumerate(zip(self.cals.values(), raws, self.active,
+                                                 self.fallback, strict=True)):
+            if raw is None or not (on or fb):
                 continue
             z = c.calibrate(slot, raw)
             if self._zscore:
                 z = tail_z(z, int(c.count[slot]), self._n_max)
             elif c.count[slot] < self.cfg.warmup_windows:
                 z = 0.0
-            if c is self.cals["model"]:
+            if i == 0:
                 model_cal = z
             # Each detector protects its own statistics: a detector that fires often on
             # some series must not freeze the others' baselines.
             c.commit(slot, raw, z >= self.threshold)
-            total += z
-            k += 1
-            if z > best:
-                best = z
-        if not k:
-            return 0.0, False, None
-        score = total / math.sqrt(k) if self._stouffer else best
-        return score, score >= self.threshold, model_cal
+            if fb:
+                spare.append(z)
+            elif i < stop:
+                zs.insert(alert_k, z)
+                alert_k += 1
+            else:
+                zs.append(z)
+        if not zs:
+            if not spare:
+                return 0.0, 0.0, False, None
+            zs, alert_k = spare, len(spare)
+        score = self._fuse(zs)
+        alert = score if alert_k == len(zs) else (self._fuse(zs[:alert_k]) if alert_k else 0.0)
+        return score, alert, alert >= self.threshold, model_cal
+
+    def _fuse(self, zs: list[float]) -> float:
+        return sum(zs) / math.sqrt(len(zs)) if self._stouffer else max(zs)
 
     def state_dict(self, slots: Any) -> dict[str, Any]:
         return {name: c.state_dict(slots) for name, c in self.cals.items() if name != "model"}

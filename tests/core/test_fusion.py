@@ -60,13 +60,20 @@ def test_max_and_stouffer_fusion():
         rng = np.random.default_rng(1)
         for _ in range(500):
             f.judge(0, [float(rng.chisquare(4)), None, None, float(rng.chisquare(1)), None])
-        score, flagged, model_cal = f.judge(0, [500.0, None, None, 500.0, None])
-        assert flagged and model_cal is not None and model_cal > 4
+        score, alert, flagged, model_cal = f.judge(0, [500.0, None, None, 500.0, None])
+        assert flagged and alert == score and model_cal is not None and model_cal > 4
         if rule == "stouffer":
             assert score > model_cal  # both detectors agree: the evidence adds up
         else:
             assert score >= model_cal
-    assert _fusion().judge(1, [None, None, None, None, None]) == (0.0, False, None)
+    assert _fusion().judge(1, [None, None, None, None, None]) == (0.0, 0.0, False, None)
+    # Muted detectors rank but do not flag.
+    f = _fusion(detectors=["model", "diff"], fusion="max")
+    rng = np.random.default_rng(2)
+    for _ in range(500):
+        f.judge(0, [float(rng.chisquare(4)), None, None, float(rng.chisquare(1)), None])
+    score, alert, flagged, _ = f.judge(0, [3.0, None, None, 500.0, None], mute_from=3)
+    assert score > 4 and alert < 4 and not flagged
 
 
 def _engine_rows(rows, *overrides):
