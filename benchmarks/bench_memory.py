@@ -1,4 +1,4 @@
-"""Peak resident memory of the online loop at 1k, 10k and 100k keys (W = 32).
+"""Peak resident memory of the online loop at 1k, 10k and 100k keys (default window).
 
 Each key gets ``W + H + 4`` points, round-robin, in micro-batches of ``--batch`` records, so
 every key holds a full window, a full training span and its normalizer/calibrator/alert
@@ -31,8 +31,12 @@ def _state_bytes(eng) -> int:  # noqa: ANN001 - an Engine
     arrays = [eng.store.data, eng.store.flags, eng.store.count, eng.store.head,
               eng.store.last_ts, eng.store.since_emit, eng.normalizer.mean, eng.normalizer.var,
               eng.normalizer.sd, eng.normalizer.count, eng.prev_fc, eng.fc_age, eng.has_fc,
-              eng.last_anom, eng.n_windows]
-    arrays += [v for v in vars(eng.calibrator).values() if hasattr(v, "nbytes")]
+              eng.last_anom, eng.since_flag, eng.n_windows]
+    for cal in eng.fusion.cals.values():  # the detectors' calibrators (the model's included)
+        arrays += [v for v in vars(cal).values() if hasattr(v, "nbytes")]
+    if eng.shape is not None:  # the per-key shape statistics
+        sh = eng.shape
+        arrays += [sh.mean, sh.second, sh.inv, sh.ref, sh.weight, sh.age]
     if eng.ar is not None:  # the per-key autoregressions (model.ar_order)
         ar = eng.ar
         arrays += [ar.gram, ar.cross, ar.coefs, ar.yy, ar.weight, ar.sigma, ar.age]
@@ -49,13 +53,13 @@ def _child(n_keys: int, model: str, arch: str, batch: int) -> dict[str, float]:
 
     cfg = apply_overrides(
         PipelineConfig(),
-        [f"model.name={model}", f"model.arch={arch}", "window.length=32",
+        [f"model.name={model}", f"model.arch={arch}",
          f"window.max_keys={n_keys + 1}", f"batch.max_records={batch}"],
     )
     eng = Engine(cfg, Sinks())
     eng.process([RawMessage(b'{"key": "warm", "ts": 1, "x": 0.0}', Position("t", 0, 0))])
     base_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    points = 32 + cfg.model.horizon + 4
+    points = cfg.window.length + cfg.model.horizon + 4
     rng = np.random.default_rng(0)
     off, t0, c0, n = 1, time.perf_counter(), time.process_time(), 0
     msgs: list[RawMessage] = []
@@ -87,7 +91,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--keys", type=int, nargs="+", default=[1000, 10000, 100000])
     ap.add_argument("--model", default="sota")
-    ap.add_argument("--arch", default="gru", choices=["gru", "mlp"])
+    ap.add_argument("--arch", default="mlp", choices=["gru", "mlp"])
     ap.add_argument("--batch", type=int, default=8192, help="records per micro-batch")
     ap.add_argument("--child", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()

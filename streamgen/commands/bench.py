@@ -20,6 +20,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from streamgen.commands.common import add_pipeline_args
 
@@ -71,57 +72,41 @@ def run(args: argparse.Namespace) -> int:
     seeds = args.seeds if args.seeds is not None else (1 if args.quick else 3)
     if seeds < 1:
         raise ConfigError("--seeds: must be >= 1")
-    if args.suite == "real":
-        return _run_real(args, base, seeds)
-    dets = tuple(args.detectors.split(",")) if args.detectors else benchsuite.DETECTORS
-    unknown = set(dets) - set(benchsuite.DETECTORS)
-    if unknown:
-        raise ConfigError(f"--detectors: unknown {sorted(unknown)}")
-    streams = tuple(args.streams.split(",")) if args.streams else None
-    if streams and set(streams) - set(benchsuite.STREAMS):
-        raise ConfigError(f"--streams: unknown {sorted(set(streams) - set(benchsuite.STREAMS))}")
-    log = None if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
     if args.seed < 0:
         raise ConfigError("--seed: must be >= 0")
-    results = benchsuite.run_suite(
-        args.quick, seeds, dets, None, streams, log, base, first_seed=args.seed
-    )
-    summary = benchsuite.summarize(results)
-    text = benchsuite.format_markdown(summary)
+    suite: Any = benchsuite
+    names: tuple[str, ...] = benchsuite.STREAMS
+    if args.suite == "real":
+        from streamgen import benchreal, realdata
+
+        ok, why = realdata.available()
+        if not ok:
+            print(f"streamgen: error: --suite real: {why}", file=sys.stderr)
+            return 2
+        suite, names = benchreal, realdata.SERIES
+    dets = _subset("--detectors", args.detectors, suite.DETECTORS)
+    streams = _subset("--streams", args.streams, names) if args.streams else None
+    log = None if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
+    if args.suite == "real":
+        results = suite.run_real_suite(seeds, dets, None, streams, log, base, args.seed)
+    else:
+        results = suite.run_suite(args.quick, seeds, dets, None, streams, log, base, args.seed)
+    summary = suite.summarize(results)
+    text = suite.format_markdown(summary)
     print(text)
     if args.markdown:
         Path(args.markdown).write_text(text + "\n")
     if args.json:
-        Path(args.json).write_text(json.dumps(benchsuite.to_json(results, summary), indent=1))
+        Path(args.json).write_text(json.dumps(suite.to_json(results, summary), indent=1))
     return 0
 
 
-def _run_real(args: argparse.Namespace, base: object, seeds: int) -> int:
-    from streamgen import benchreal, realdata
+def _subset(flag: str, given: str | None, known: tuple[str, ...]) -> tuple[str, ...]:
+    """A comma-separated choice among ``known`` (all of them when not given)."""
     from streamgen.errors import ConfigError
 
-    ok, why = realdata.available()
-    if not ok:
-        print(f"streamgen: error: --suite real: {why}", file=sys.stderr)
-        return 2
-    dets = tuple(args.detectors.split(",")) if args.detectors else benchreal.DETECTORS
-    unknown = set(dets) - set(benchreal.DETECTORS)
+    chosen = tuple(given.split(",")) if given else known
+    unknown = set(chosen) - set(known)
     if unknown:
-        raise ConfigError(f"--detectors: unknown {sorted(unknown)}")
-    names = tuple(args.streams.split(",")) if args.streams else None
-    if names and set(names) - set(realdata.SERIES):
-        raise ConfigError(f"--streams: unknown {sorted(set(names) - set(realdata.SERIES))}")
-    if args.seed < 0:
-        raise ConfigError("--seed: must be >= 0")
-    log = None if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
-    results = benchreal.run_real_suite(
-        seeds, dets, None, names, log, base, first_seed=args.seed  # type: ignore[arg-type]
-    )
-    summary = benchreal.summarize(results)
-    text = benchreal.format_markdown(summary)
-    print(text)
-    if args.markdown:
-        Path(args.markdown).write_text(text + "\n")
-    if args.json:
-        Path(args.json).write_text(json.dumps(benchreal.to_json(results, summary), indent=1))
-    return 0
+        raise ConfigError(f"{flag}: unknown {sorted(unknown)}")
+    return chosen

@@ -9,18 +9,20 @@ Per record, in source order:
    empty score and the reason in ``error``);
 2. fold into the key's ring buffer (late records → dead letter ``late``);
 3. if the key has a full window: normalize it with the key's statistics *before* this point
-   and queue it for scoring; else compute a finite fallback score (|z| of the point).
+   and queue it for scoring.
 
 Steps 2-3 run as one batched fold (:meth:`WindowStore.fold`, :meth:`Normalizer.fold`): a
 single Python pass assigns slots, then numpy gathers every window and span of the batch as it
 stood at its record; only the normalizer's per-point recursion stays a Python loop.
 
-Then one forward pass (in chunks) scores every queued window; each gets a raw score (a
-blend of the last point's error, the window's mean error, and the error of the previous
-window's one-step forecast for this point), a per-key calibrated score and an anomaly flag;
-alerts update; rows go to the sinks; finally the model takes a training step on spans that
-contain no flagged point (score before learn: no window is scored by a model that trained on
-it).
+Then one forward pass (in chunks) scores every queued window (the model's raw score: a blend
+of the last point's error, the window's mean error, and the error of the previous window's
+one-step forecast for this point), the per-key shape detector scores it too, and every
+record, window or not, gets one fused score from the per-key calibrated detectors that have
+evidence for it (:mod:`streamgen.core.fusion`: on one scale from a key's first point on), an
+anomaly flag and alert updates; rows go to the sinks; finally the model takes a training step
+on spans that contain no flagged point (score before learn: no window is scored by a model
+that trained on it).
 """
 
 from __future__ import annotations
