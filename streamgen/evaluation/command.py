@@ -9,12 +9,12 @@ and ``--actual`` it also scores forecasts against what arrived and against naive
 often the errors fall within one and two spreads.  ``--report DIR`` writes ``metrics.json``
 and plots.
 
-Rows are ranked by the per-key ``calibrated`` column by default: it is what the alert threshold
-(``calibrate.threshold``, the ``threshold`` column) applies to, and over the 9-stream x 3-seed
-benchmark it ranked anomalies better than the raw ``score`` in every model/architecture pair
-(+0.018 to +0.048 mean PR-AUC, better in 83 of 108 runs).  ``--score-column score`` ranks by the raw
-model score.  A file without calibrated values (another tool's output) falls back to ``score``
-with a warning; ``metrics.json`` records the column used either way.
+Rows are ranked by the ``calibrated`` column by default: the fused, per-key calibrated score
+(``streamgen score`` writes the same values to ``score``; before the fused score, ``score``
+held the model's raw error, which ranked worse in every model/architecture pair of the
+synthetic benchmark).  ``--score-column raw_score`` ranks by the model's raw error.  A file
+without calibrated values (another tool's output) falls back to ``score`` with a warning;
+``metrics.json`` records the column used either way.
 
 Input rules mirror the pipeline's decoder defaults: timestamps are ISO-8601 text (naive = UTC)
 or epoch numbers (>= 1e11: milliseconds, else seconds), normalised to integer milliseconds; a
@@ -58,7 +58,7 @@ _MAX_ABS_VALUE = 1e30  # the decoder dead-letters larger values
 _DEFAULT_KEY = "default"
 _RESERVED = {"key", "ts", "timestamp", "is_anomaly"}  # not value channels (decoder defaults)
 _JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
-#: The column ranked by default, and the raw model score (``--score-column score``).
+#: The column ranked by default, and the fallback for files without it.
 DEFAULT_SCORE_COLUMN = "calibrated"
 RAW_SCORE_COLUMN = "score"
 _TRUE = {"true", "yes", "y", "t"}
@@ -720,8 +720,9 @@ def print_table(result: Mapping[str, Any], out: TextIO) -> None:
     if det:
         col = det["score_column"]
         what = {
-            DEFAULT_SCORE_COLUMN: "the per-key calibrated score the alert threshold applies to",
-            RAW_SCORE_COLUMN: "the raw model score",
+            DEFAULT_SCORE_COLUMN: "the fused per-key calibrated score the threshold applies to",
+            RAW_SCORE_COLUMN: "the fused score, or another tool's score",
+            "raw_score": "the model's raw error",
         }.get(col)
         out.write(f"ranked by column {col!r}" + (f" ({what})" if what else "") + "\n")
         lab = det["labels"]
@@ -789,9 +790,9 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
         default=None,  # None: calibrated, or score for a file without calibrated values
         metavar="COL",
         help=(
-            f"column ranked as the anomaly score (default: {DEFAULT_SCORE_COLUMN}, the per-key "
-            "calibrated score the alert threshold applies to; 'score' for a file without "
-            f"calibrated values). '{RAW_SCORE_COLUMN}' ranks by the raw model score"
+            f"column ranked as the anomaly score (default: {DEFAULT_SCORE_COLUMN}, the fused "
+            "per-key calibrated score the threshold applies to; 'score' for a file without "
+            "calibrated values). 'raw_score' ranks by the model's raw error"
         ),
     )
     p.add_argument(

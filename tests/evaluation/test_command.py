@@ -305,7 +305,7 @@ def test_help_names_calibrated_as_default():
     sub = parser.add_subparsers(dest="command", required=True)
     text = " ".join(register(sub).format_help().split())
     assert "--score-column COL" in text
-    assert "(default: calibrated," in text and "'score' ranks by the raw model score" in text
+    assert "(default: calibrated," in text and "'raw_score' ranks by the model's raw error" in text
 
 
 def test_jsonl_inputs_iso_timestamps_and_report(tmp_path, capsys):
