@@ -402,10 +402,12 @@ def run_streamgen(
 ) -> RunResult:
     """Run ``model`` over a stream through the engine (:func:`engine_run`); evaluate its
     scores and continuations."""
-    cols, conts, secs, timings, cfg = engine_run(model, s, seed, overrides, base)
+    fields = ("raw_score", "calibrated", "warm")
+    cols, conts, secs, timings, cfg = engine_run(model, s, seed, overrides, base, fields)
     K, N, _ = s.values.shape
     # Rows are interleaved key by key at each time step: row i*K + k is key k at time i.
-    sc = np.array(cols["score"], np.float64).reshape(N, K).T
+    # The model's raw error (None before the model is trained: NaN, ranked as 0).
+    sc = np.array(cols["raw_score"], np.float64).reshape(N, K).T
     res = _evaluate(model, s, sc, secs, seed)
     cal = np.array(cols["calibrated"], np.float64).reshape(N, K).T
     res.pr_auc_calibrated = _evaluate(model, s, cal, secs, seed).pr_auc
