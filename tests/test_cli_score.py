@@ -96,3 +96,59 @@ def test_missing_input_and_bad_output_type_exit_2(tmp_path):
     assert _score(str(tmp_path / "nope.csv"), "-o", str(tmp_path / "o.csv")).returncode == 2
     (tmp_path / "in.csv").write_text("timestamp,x\n1,1\n")
     assert _score(str(tmp_path / "in.csv"), "-o", str(tmp_path / "o.parquet")).returncode == 2
+
+
+def test_colliding_paths_are_refused_before_anything_is_written(tmp_path):
+    src = tmp_path / "in.csv"
+    src.write_text("key,timestamp,x\na,1700000000,1.0\n")
+    before = src.read_bytes()
+    for flags, named in (
+        (["--output", str(src)], "--output"),
+        (["--output", str(tmp_path / "o.csv"), "--dead-letters", str(src)], "--dead-letters"),
+        (["--output", str(tmp_path / "o.csv"), "--continuations", str(tmp_path / "o.csv")],
+         "--output"),
+    ):
+        res = _score(str(src), *flags)
+        assert res.returncode == 2 and named in res.stderr, res.stderr
+        assert src.read_bytes() == before
+        assert not (tmp_path / "o.csv").exists()
+    # Another spelling of the same path is the same file.
+    res = _score(str(src), "--output", str(tmp_path / "." / "in.csv"))
+    assert res.returncode == 2 and src.read_bytes() == before
+
+
+def test_byte_order_mark_repeated_header_and_carriage_returns(tmp_path):
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes(b"\xef\xbb\xbfkey,timestamp,x\r\na,1700000000,1.0\r\nb,1700000001,2.0\r\n")
+    out = tmp_path / "bom_out.csv"
+    assert _score(str(bom), "-o", str(out)).returncode == 0
+    with open(out) as fh:
+        assert [r["key"] for r in csv.DictReader(fh)] == ["a", "b"]  # not "default"
+    dup = tmp_path / "dup.csv"
+    dup.write_text("timestamp,x,x\n1700000000,1.0,2.0\n")
+    res = _score(str(dup), "-o", str(tmp_path / "dup_out.csv"))
+    assert res.returncode == 2 and "repeats column names ['x']" in res.stderr
+    assert not (tmp_path / "dup_out.csv").exists()
+    # A carriage return inside a JSONL line is data, not a line end: one record, one row.
+    cr = tmp_path / "cr.jsonl"
+    cr.write_bytes(b'{"ts": 1700000000, "x": 1.0, "note": "a\\rb"}\r\n'
+                   b'{"ts": 1700000001, "x": 2.0, "note": "a\rb"}\n'
+                   b'{"ts": 1700000002, "x": 3.0}\r\n')
+    out = tmp_path / "cr_out.csv"
+    assert _score(str(cr), "-o", str(out)).returncode == 0
+    with open(out) as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 3
+    assert rows[0]["error"] == "" and rows[2]["error"] == ""
+    assert rows[1]["error"] == "not valid JSON"  # a raw control character in a JSON string
+
+
+def test_nothing_decoded_exits_1_naming_the_csv_time_column(tmp_path):
+    src = tmp_path / "in.csv"
+    src.write_text("time,x\n1,2\n3,4\n")
+    out = tmp_path / "out.csv"
+    res = _score(str(src), "-o", str(out))
+    assert res.returncode == 1 and "no row could be decoded" in res.stderr
+    with open(out) as fh:
+        errors = [r["error"] for r in csv.DictReader(fh)]
+    assert errors == ["missing time column timestamp (decode.csv_time_column)"] * 2

@@ -38,3 +38,29 @@ def process_file(
         yield engine.process(msgs)
         bar.update(len(msgs))
     yield engine.flush_held()
+
+
+def refuse_colliding_paths(inputs: dict[str, str | None], outputs: dict[str, str | None]) -> None:
+    """Exit 2 (ConfigError) before anything is written when an output would overwrite an
+    input, or two outputs are the same file (``{flag: path}``; None = not given)."""
+    import os
+
+    from streamgen.errors import ConfigError
+
+    def same(a: str, b: str) -> bool:
+        if os.path.realpath(a) == os.path.realpath(b):
+            return True
+        try:
+            return os.path.samefile(a, b)  # hard links, other spellings of one file
+        except OSError:
+            return False
+
+    outs = [(f, p) for f, p in outputs.items() if p]
+    for flag, path in outs:
+        for iflag, ipath in inputs.items():
+            if ipath and same(path, ipath):
+                raise ConfigError(f"{flag}: {path} is the {iflag} file; it would be overwritten")
+    for i, (flag, path) in enumerate(outs):
+        for other, opath in outs[i + 1 :]:
+            if same(path, opath):
+                raise ConfigError(f"{flag}: {path} is also given as {other}")

@@ -14,12 +14,17 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from streamgen.commands.common import add_pipeline_args, pipeline_from_args, process_file
+from streamgen.commands.common import (
+    add_pipeline_args,
+    pipeline_from_args,
+    process_file,
+    refuse_colliding_paths,
+)
 from streamgen.core import checkpoint
 from streamgen.core.engine import SCORE_COLUMNS, Engine, Sinks
 from streamgen.core.runtime import freeze_heap
 from streamgen.errors import ConfigError
-from streamgen.io.files import FileSink, file_format
+from streamgen.io.files import FileSink, check_input, file_format
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -47,7 +52,13 @@ def run(args: argparse.Namespace) -> int:
     cfg = pipeline_from_args(args, extra)
     if not Path(args.input).is_file():
         raise ConfigError(f"input: file not found: {args.input}")
+    refuse_colliding_paths(
+        {"input": args.input, "--pipeline": args.pipeline, "--checkpoint-in": args.checkpoint_in},
+        {"--output": args.output, "--continuations": args.continuations,
+         "--dead-letters": args.dead_letters, "--checkpoint-out": args.checkpoint_out},
+    )
     file_format(args.output)
+    check_input(args.input)
     sinks = Sinks(scores=FileSink(args.output, SCORE_COLUMNS))
     if args.continuations:
         sinks.continuations = FileSink(args.continuations)
@@ -79,4 +90,12 @@ def run(args: argparse.Namespace) -> int:
         f"{cfg.model.name} in {secs:.1f}s ({n / max(secs, 1e-9):,.0f} rows/s) -> {args.output}",
         file=sys.stderr,
     )
+    if n and dead == n:
+        # Every row is in the output with its reason, but nothing was scored: say so and
+        # exit 1, so that a script does not take an empty run for a clean one.
+        hint = " (see the error column" + (f" and {args.dead_letters}" if args.dead_letters
+                                           else "") + ")"
+        print(f"streamgen: error: no row could be decoded{hint}; check decode.* settings such "
+              "as decode.csv_time_column and decode.value_fields", file=sys.stderr)
+        return 1
     return 0

@@ -235,6 +235,10 @@ class Decoder:
         if len(key) > 512:
             raise DecodeError("key longer than 512 characters")
         if time_name not in fields:
+            if isinstance(msg.value, dict):  # a CSV row: name the column setting too
+                raise DecodeError(
+                    f"missing time column {cfg.csv_time_column} (decode.csv_time_column)"
+                )
             raise DecodeError(f"missing time field {time_name}")
         ts_ms = parse_time_ms(fields[time_name])
         if cfg.max_time_skew_ms and self.max_ts_ms is not None:

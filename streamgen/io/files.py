@@ -11,6 +11,7 @@ import gzip
 import io
 import json
 import math
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO
@@ -34,13 +35,29 @@ def file_format(path: str | Path) -> str:
     raise ConfigError(f"{path}: unknown file type (use .csv, .jsonl, .ndjson, optionally .gz)")
 
 
-def _open_text(path: Path, mode: str) -> IO[str]:
+def _open_text(path: Path, mode: str, newline: str = "") -> IO[str]:
     # surrogateescape: a byte that is not UTF-8 reaches the decoder (and the dead-letter
     # output, byte for byte) instead of stopping the whole file with UnicodeDecodeError.
+    # Reading, "utf-8-sig" drops a leading byte-order mark, which would otherwise become part
+    # of the first header name (every key "default", no error).
+    enc = "utf-8-sig" if mode == "r" else "utf-8"
     if path.suffix == ".gz":
         raw = gzip.open(path, mode + "b")
-        return io.TextIOWrapper(raw, encoding="utf-8", errors="surrogateescape", newline="")
-    return open(path, mode, encoding="utf-8", errors="surrogateescape", newline="")
+        return io.TextIOWrapper(raw, encoding=enc, errors="surrogateescape", newline=newline)
+    return open(path, mode, encoding=enc, errors="surrogateescape", newline=newline)
+
+
+def check_input(path: str | Path) -> None:
+    """Refuse (ConfigError) a CSV whose header repeats a column name: a row would keep only
+    the last of the repeated cells, silently."""
+    p = Path(path)
+    if file_format(p) != "csv":
+        return
+    with _open_text(p, "r") as fh:
+        header = next(csv.reader(fh), [])
+    dups = sorted(h for h, n in Counter(header).items() if n > 1)
+    if dups:
+        raise ConfigError(f"input: {p}: the header repeats column names {dups}")
 
 
 def read_raw(path: str | Path) -> Iterator[RawMessage]:
@@ -50,7 +67,9 @@ def read_raw(path: str | Path) -> Iterator[RawMessage]:
         raise ConfigError(f"input: file not found: {p}")
     fmt = file_format(p)
     topic = p.name
-    with _open_text(p, "r") as fh:
+    # JSONL records end at "\n" only: a carriage return inside a line is data (it would
+    # otherwise split one record into two dead letters); a trailing one is stripped.
+    with _open_text(p, "r", "" if fmt == "csv" else "\n") as fh:
         if fmt == "csv":
             reader = csv.DictReader(fh)
             for i, row in enumerate(reader):

@@ -335,12 +335,14 @@ def test_score_command_writes_one_row_per_input_line(tmp_path_factory, bodies, o
     src, out = d / "in.jsonl", d / f"out.{out_ext}"
     n = _write_lines(src, bodies)
     args = ["score", str(src), "-o", str(out), "--no-progress"]
-    assert main(args + [a for o in TINY for a in ("--set", o)]) == 0
+    rc = main(args + [a for o in TINY for a in ("--set", o)])
     if out_ext == "jsonl":
         rows = [json.loads(x) for x in out.read_text().splitlines()]
     else:
         with open(out, newline="") as fh:
             rows = list(csv.DictReader(fh))
+    # Exit 1 when no row at all could be decoded (documented), else 0.
+    assert rc == (1 if n and all(r["error"] not in (None, "") for r in rows) else 0)
     assert len(rows) == n
     assert [int(r["offset"]) for r in rows] == list(range(n))
     for r in rows:
