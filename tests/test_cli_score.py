@@ -152,3 +152,38 @@ def test_nothing_decoded_exits_1_naming_the_csv_time_column(tmp_path):
     with open(out) as fh:
         errors = [r["error"] for r in csv.DictReader(fh)]
     assert errors == ["missing time column timestamp (decode.csv_time_column)"] * 2
+
+
+def test_an_unterminated_quote_costs_one_row_not_the_rest_of_the_file(stream_file, tmp_path):
+    src = stream_file("in.csv", n_keys=2, n_points=400, seed=3)
+    lines = src.read_text().splitlines()
+    lines.insert(100, 'sensor-0,"1700000099,1.0,0')  # the quote never closes
+    lines.insert(300, "sensor-1,1700000299," + "9" * 200_000 + ",0")  # over csv's field limit
+    src.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "out.csv"
+    res = _score(str(src), "-o", str(out), *SMALL)
+    assert res.returncode == 0, res.stderr
+    with open(out) as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == len(lines) - 1  # every record, in order
+    assert rows[99]["error"] == "malformed CSV: a quoted field is never closed"
+    assert rows[299]["error"]  # a 200,000-digit number: not finite, dead-lettered
+    others = [r for i, r in enumerate(rows) if i not in (99, 299)]
+    assert all(r["error"] == "" and np.isfinite(float(r["score"])) for r in others)
+
+
+def test_a_truncated_gzip_keeps_the_rows_read_and_exits_1(stream_file, tmp_path):
+    import gzip
+
+    src = stream_file("in.csv", n_keys=2, n_points=600, seed=4)
+    blob = gzip.compress(src.read_bytes())
+    gz = tmp_path / "in.csv.gz"
+    gz.write_bytes(blob[: len(blob) // 2])
+    out = tmp_path / "out.csv"
+    res = _score(str(gz), "-o", str(out), *SMALL)
+    assert res.returncode == 1 and "input truncated or corrupt" in res.stderr
+    with open(out) as fh:
+        rows = list(csv.DictReader(fh))
+    assert 100 < len(rows) < 1200
+    assert rows[-1]["error"].startswith("input truncated or corrupt")
+    assert all(r["error"] == "" for r in rows[:-2])  # the last full line may be cut too

@@ -26,11 +26,10 @@ def pipeline_from_args(args: argparse.Namespace, extra: list[str] | None = None)
 
 
 def process_file(
-    engine: Engine, path: str | Path, max_records: int, bar: tqdm
+    engine: Engine, source: FileSource, max_records: int, bar: tqdm
 ) -> Iterator[BatchStats]:
-    """Run ``engine`` over a CSV/JSONL file in micro-batches, yielding each batch's stats;
-    the last item is the release of records held by the reorder gate."""
-    source = FileSource(path)
+    """Run ``engine`` over a CSV/JSONL file source in micro-batches, yielding each batch's
+    stats; the last item is the release of records held by the reorder gate."""
     while not source.exhausted():
         msgs = source.poll(max_records)
         if not msgs:
@@ -38,6 +37,11 @@ def process_file(
         yield engine.process(msgs)
         bar.update(len(msgs))
     yield engine.flush_held()
+
+
+def file_source(engine: Engine, path: str | Path) -> FileSource:
+    """A file source for ``engine`` (records bounded by its ``decode.max_record_bytes``)."""
+    return FileSource(path, engine.cfg.decode.max_record_bytes)
 
 
 def refuse_colliding_paths(inputs: dict[str, str | None], outputs: dict[str, str | None]) -> None:

@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from streamgen.commands.common import (
     add_pipeline_args,
+    file_source,
     pipeline_from_args,
     process_file,
     refuse_colliding_paths,
@@ -72,8 +73,9 @@ def run(args: argparse.Namespace) -> int:
     bar = tqdm(unit=" rows", disable=not show, file=sys.stderr, desc="scoring")
     t0 = time.perf_counter()
     n = dead = anomalies = 0
+    source = file_source(engine, args.input)
     try:
-        for st in process_file(engine, args.input, cfg.batch.max_records, bar):
+        for st in process_file(engine, source, cfg.batch.max_records, bar):
             n += st.records
             dead += st.dead_letters
             anomalies += st.anomalies
@@ -90,6 +92,11 @@ def run(args: argparse.Namespace) -> int:
         f"{cfg.model.name} in {secs:.1f}s ({n / max(secs, 1e-9):,.0f} rows/s) -> {args.output}",
         file=sys.stderr,
     )
+    if source.fault is not None:
+        # The rows read before the fault are all in the output; the last row says why the
+        # rest could not be read.
+        print(f"streamgen: error: {args.input}: {source.fault}", file=sys.stderr)
+        return 1
     if n and dead == n:
         # Every row is in the output with its reason, but nothing was scored: say so and
         # exit 1, so that a script does not take an empty run for a clean one.

@@ -15,7 +15,12 @@ import time
 
 from tqdm import tqdm
 
-from streamgen.commands.common import add_pipeline_args, pipeline_from_args, process_file
+from streamgen.commands.common import (
+    add_pipeline_args,
+    file_source,
+    pipeline_from_args,
+    process_file,
+)
 from streamgen.core import checkpoint
 from streamgen.core.engine import Engine
 from streamgen.errors import ConfigError
@@ -53,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
         bar = tqdm(unit=" rows", disable=not show, file=sys.stderr, desc=f"epoch {epoch}")
         n = 0
         losses = []
-        for st in process_file(engine, args.input, cfg.batch.max_records, bar):
+        source = file_source(engine, args.input)
+        for st in process_file(engine, source, cfg.batch.max_records, bar):
             n += st.records
             if st.loss == st.loss:
                 losses.append(st.loss)

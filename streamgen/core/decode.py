@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 import numpy as np
 
 from streamgen.config import DecodeConfig
-from streamgen.core.ports import RawMessage
+from streamgen.core.ports import RawMessage, Unreadable
 from streamgen.errors import DecodeError
 from streamgen.records import DeadLetter, Record
 
@@ -209,6 +209,8 @@ class Decoder:
     def _decode(self, msg: RawMessage) -> Record:
         cfg = self.cfg
         fields: Mapping[str, object]
+        if isinstance(msg.value, Unreadable):
+            raise DecodeError(msg.value.reason)
         if isinstance(msg.value, bytes | bytearray):
             if len(msg.value) > cfg.max_record_bytes:
                 raise DecodeError(f"record of {len(msg.value)} bytes exceeds max_record_bytes")
@@ -273,8 +275,10 @@ class Decoder:
         return Record(key=key, ts_ms=ts_ms, values=values, position=msg.position, label=label)
 
 
-def _raw_bytes(value: bytes | Mapping[str, str]) -> bytes:
+def _raw_bytes(value: bytes | Mapping[str, str] | Unreadable) -> bytes:
     if isinstance(value, bytes | bytearray):
         return bytes(value)
+    if isinstance(value, Unreadable):
+        return value.raw
     cells = {str(k): v for k, v in value.items()}
     return json.dumps(cells, default=str).encode()

@@ -13,6 +13,17 @@ from typing import Protocol, runtime_checkable
 from streamgen.records import Position
 
 
+@dataclass(frozen=True)
+class Unreadable:
+    """A message body a source could not even split into a record (a malformed CSV line, a
+    truncated compressed file): the decoder dead-letters it with ``reason``, ``raw`` as the
+    original bytes."""
+
+    raw: bytes
+    reason: str
+    final: bool = False  # nothing after it could be read (a truncated file)
+
+
 @dataclass(frozen=True, slots=True)
 class RawMessage:
     """An undecoded message as a source delivers it.
@@ -21,7 +32,7 @@ class RawMessage:
     ``key`` is the Kafka message key when there is one; ``timestamp_ms`` the broker timestamp.
     """
 
-    value: bytes | Mapping[str, str]
+    value: bytes | Mapping[str, str] | Unreadable
     position: Position
     key: bytes | None = None
     timestamp_ms: int | None = None

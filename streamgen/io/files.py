@@ -11,6 +11,7 @@ import gzip
 import io
 import json
 import math
+import zlib
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -20,7 +21,7 @@ import numpy as np
 
 from streamgen.config import DecodeConfig
 from streamgen.core.decode import Decoder
-from streamgen.core.ports import RawMessage
+from streamgen.core.ports import RawMessage, Unreadable
 from streamgen.errors import ConfigError, SinkError
 from streamgen.records import DeadLetter, Position, Record
 
@@ -53,31 +54,131 @@ def check_input(path: str | Path) -> None:
     p = Path(path)
     if file_format(p) != "csv":
         return
-    with _open_text(p, "r") as fh:
-        header = next(csv.reader(fh), [])
+    try:
+        with _open_text(p, "r") as fh:
+            header = next(csv.reader(fh), [])
+    except (EOFError, OSError, zlib.error, csv.Error):
+        return  # the reader reports an unreadable file row by row, with its reason
     dups = sorted(h for h, n in Counter(header).items() if n > 1)
     if dups:
         raise ConfigError(f"input: {p}: the header repeats column names {dups}")
 
 
-def read_raw(path: str | Path) -> Iterator[RawMessage]:
-    """Yield every data row of a CSV/JSONL file as a :class:`RawMessage`, in file order."""
+# A quoted CSV field may span lines; one that is still open after this many lines (or after
+# max_record_bytes) is taken as an unterminated quote: its first line is dead-lettered and
+# reading resumes at the next line, instead of the quote swallowing the rest of the file.
+MAX_CSV_RECORD_LINES = 64
+
+
+def read_raw(path: str | Path, max_record_bytes: int = 1_000_000) -> Iterator[RawMessage]:
+    """Yield every data record of a CSV/JSONL file as a :class:`RawMessage`, in file order.
+
+    Nothing read is lost to a framing fault: a CSV line that cannot be parsed (an
+    unterminated quote, a record over ``max_record_bytes``) and the rest of a truncated or
+    corrupt compressed file come as :class:`~streamgen.core.ports.Unreadable` messages, which
+    the decoder dead-letters with the reason.
+    """
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"input: file not found: {p}")
     fmt = file_format(p)
     topic = p.name
+    i = 0
     # JSONL records end at "\n" only: a carriage return inside a line is data (it would
     # otherwise split one record into two dead letters); a trailing one is stripped.
     with _open_text(p, "r", "" if fmt == "csv" else "\n") as fh:
-        if fmt == "csv":
-            reader = csv.DictReader(fh)
-            for i, row in enumerate(reader):
-                yield RawMessage(value=row, position=Position(topic, -1, i))
+        lines = _lines(fh)
+        try:
+            if fmt == "csv":
+                for value in _csv_records(lines, max_record_bytes):
+                    yield RawMessage(value=value, position=Position(topic, -1, i))
+                    i += 1
+            else:
+                for line in lines:
+                    data = line.rstrip("\r\n").encode("utf-8", errors="surrogateescape")
+                    yield RawMessage(value=data, position=Position(topic, -1, i))
+                    i += 1
+        except _Truncated as exc:
+            value = Unreadable(b"", str(exc), final=True)
+            yield RawMessage(value=value, position=Position(topic, -1, i))
+
+
+class _Truncated(Exception):
+    """The compressed input ended early or is corrupt after some records."""
+
+
+def _lines(fh: IO[str]) -> Iterator[str]:
+    try:
+        yield from fh
+    except (EOFError, OSError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
+        raise _Truncated(f"input truncated or corrupt after this point: {exc}") from None
+
+
+def _parse_csv(text: str) -> list[str] | None:
+    """One CSV record's cells; None while a quoted field is still open."""
+    if '"' not in text:
+        return next(csv.reader((text,)), [])
+    try:
+        return next(csv.reader(io.StringIO(text), strict=True), [])
+    except csv.Error as exc:
+        if "unexpected end of data" in str(exc):
+            return None
+        # Complete but irregular quoting ('a,"b"c'): read leniently, as csv does by default.
+        return next(csv.reader(io.StringIO(text)), [])
+
+
+def _csv_records(
+    lines: Iterator[str], max_bytes: int
+) -> Iterator[dict[str | None, str | None] | Unreadable]:
+    """Rows of a CSV file as ``csv.DictReader`` gives them (surplus cells under ``None``,
+    missing ones ``None``), or :class:`Unreadable` for a line that cannot be one."""
+    # The field size limit is csv's own safety net against runaway quotes; records are
+    # bounded here instead, by max_bytes, with a reason.
+    csv.field_size_limit(max(csv.field_size_limit(), max_bytes + 1))
+    pending: list[str] = []
+    header: list[str] | None = None
+    queue: list[str] = []  # lines to read again after an unterminated quote
+    while True:
+        if queue:
+            line = queue.pop(0)
         else:
-            for i, line in enumerate(fh):
-                data = line.rstrip("\r\n").encode("utf-8", errors="surrogateescape")
-                yield RawMessage(value=data, position=Position(topic, -1, i))
+            line = next(lines, None)
+            if line is None:
+                break
+        pending.append(line)
+        text = "".join(pending)
+        if len(text) > max_bytes and len(pending) == 1:
+            pending = []
+            yield Unreadable(text.encode("utf-8", errors="surrogateescape"),
+                             f"record of {len(text)} bytes exceeds max_record_bytes")
+            continue
+        cells = _parse_csv(text)
+        if cells is None:
+            if len(pending) < MAX_CSV_RECORD_LINES and len(text) <= max_bytes:
+                continue
+            first, queue = pending[0], pending[1:] + queue
+            pending = []
+            yield Unreadable(first.encode("utf-8", errors="surrogateescape"),
+                             "malformed CSV: a quoted field is never closed")
+            continue
+        pending = []
+        if header is None:
+            header = cells
+            continue
+        if not cells:
+            continue  # a blank line, as csv.DictReader skips it
+        row: dict[str | None, str | None] = dict(zip(header, cells, strict=False))
+        if len(cells) > len(header):
+            row[None] = cells[len(header) :]  # type: ignore[assignment]
+        for name in header[len(cells) :]:
+            row[name] = None
+        yield row
+    if pending:  # the file ended inside a quoted field
+        text = "".join(pending)
+        if header is None:
+            return
+        yield Unreadable(text.encode("utf-8", errors="surrogateescape"),
+                         "malformed CSV: the file ends inside a quoted field")
 
 
 def read_records(path: str | Path, decode: DecodeConfig) -> Iterator[Record | DeadLetter]:
@@ -92,15 +193,20 @@ class FileSource:
 
     name = "file"
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, max_record_bytes: int = 1_000_000) -> None:
         self.path = Path(path)
-        self._it = read_raw(self.path)
+        self._it = read_raw(self.path, max_record_bytes)
         self._done = False
+        #: Why the file could not be read to its end (a truncated or corrupt compressed
+        #: file), once that happened; the records before it were delivered.
+        self.fault: str | None = None
 
     def poll(self, max_records: int, timeout_ms: int = 0) -> list[RawMessage]:
         out: list[RawMessage] = []
         for msg in self._it:
             out.append(msg)
+            if isinstance(msg.value, Unreadable) and msg.value.final:
+                self.fault = msg.value.reason
             if len(out) >= max_records:
                 break
         else:
