@@ -160,6 +160,7 @@ class Engine:
         self.key_partition: dict[str, tuple[str, int]] = {}
         self.offsets: dict[tuple[str, int], int] = {}  # last offset folded into state
         self.records_total = 0
+        self._next_idle_check_ms = -(1 << 62)
 
     # -- lazy build ------------------------------------------------------------------------
     @property
@@ -331,6 +332,15 @@ class Engine:
         mc = self.cfg.model
         budget = 2 * mc.max_steps_per_batch * max(1, int(mc.train_batch * (1 - mc.replay_fraction)))
         take_span = learner.rng.random(n) < min(1.0, budget / max(1, n))
+        ttl = self.cfg.window.idle_ttl_ms
+        if ttl and len(ts_ms):
+            # Keys silent for idle_ttl_ms of event time are evicted (drained below, like
+            # capacity evictions); one pass over the keys costs O(keys), so it runs at most
+            # every quarter of the TTL of event time.
+            now = int(ts_ms.max())
+            if now >= self._next_idle_check_ms:
+                store.evict_idle(now)
+                self._next_idle_check_ms = now + max(1, ttl // 4)
         fold = store.fold(keys, ts_ms.tolist(), values, self.cfg.window.stride)
         self._ensure()
         ok = np.flatnonzero(fold.slot >= 0)

@@ -10,7 +10,7 @@ import pytest
 from streamgen.config import PipelineConfig, apply_overrides
 from streamgen.core import checkpoint
 from streamgen.core.engine import Engine, Sinks
-from streamgen.core.ports import RawMessage
+from streamgen.core.ports import Metrics, RawMessage
 from streamgen.io.files import ListSink
 from streamgen.records import Position
 from streamgen.synthetic import make_stream
@@ -181,3 +181,26 @@ def test_cold_rows_have_no_evidence_or_a_fallback_detectors_discounted_z():
             if n_zero < len(scores):
                 # The first differences of a clean stream, discounted for the short history.
                 assert (scores[n_zero:] != 0.0).any() and np.abs(scores).max() < 4.0
+
+
+def test_idle_keys_are_evicted_after_idle_ttl_of_event_time():
+    class Count(Metrics):
+        def __init__(self) -> None:
+            self.evicted: list[str] = []
+
+        def keys_evicted(self, n: int, reason: str) -> None:
+            self.evicted += [reason] * n
+
+    m = Count()
+    eng = Engine(_cfg("window.idle_ttl_ms=10000"), Sinks(scores=ListSink()), m)
+    rows = [{"key": k, "ts": 1_700_000_000 + t, "x": float(t % 7)} for t in range(20) for k in "ab"]
+    rows += [{"key": "b", "ts": 1_700_000_000 + t, "x": 1.0} for t in range(20, 40)]
+    _run(eng, _msgs(rows))
+    assert set(eng.store.slots) == {"a", "b"}  # a has been silent for 20 s, checked lazily
+    eng.process(_msgs([{"key": "b", "ts": 1_700_000_045, "x": 1.0}], start=10_000))
+    assert set(eng.store.slots) == {"b"} and m.evicted == ["idle"]
+    # A key that comes back after its eviction starts afresh.
+    out = ListSink()
+    eng.sinks.scores = out
+    eng.process(_msgs([{"key": "a", "ts": 1_700_000_046, "x": 1.0}], start=10_001))
+    assert out.rows[0]["score"] == 0.0 and not out.rows[0]["warm"]
