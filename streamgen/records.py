@@ -53,3 +53,31 @@ class DeadLetter:
             **self.position.as_dict(),
             "raw": self.raw.decode("utf-8", errors="backslashreplace"),
         }
+
+
+# The dead-letter metric's reason label: a bounded set of categories (a label value per
+# distinct reason text would carry field names and sizes into the label set), the first
+# matching text wins.
+_REASON_LABELS = (
+    ("not valid JSON", "json"), ("JSON record is not an object", "json"),
+    ("empty record", "empty"), ("malformed CSV", "csv"), ("row has more cells", "csv"),
+    ("record of ", "size"), ("key longer", "key"), ("input truncated", "input"),
+    ("late", "late"), ("time skew", "time"), ("missing time", "time"),
+    ("missing or invalid time", "time"), ("non-finite time", "time"), ("unparsable time", "time"),
+    ("time out of range", "time"), ("invalid label", "label"), ("missing value field", "channels"),
+    ("no numeric value fields", "channels"), ("value fields exceed", "channels"),
+    ("missing value in field", "value"), ("non-finite value", "value"),
+    ("non-numeric value", "value"), ("value magnitude", "value"),
+)
+
+
+def reason_label(reason: str | None) -> str:
+    """The dead-letter metric's label for ``reason`` (``other`` when none matches).
+
+    >>> reason_label("not valid JSON"), reason_label("non-numeric value in field x")
+    ('json', 'value')
+    """
+    for needle, label in _REASON_LABELS:
+        if reason and needle in reason:
+            return label
+    return "other"

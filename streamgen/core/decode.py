@@ -137,7 +137,9 @@ class Decoder:
         try:
             return self._decode(msg)
         except DecodeError as exc:
-            return DeadLetter(raw=_raw_bytes(msg.value), position=msg.position, reason=str(exc))
+            key = None if msg.key is None else kafka_key(msg.key)
+            return DeadLetter(raw=_raw_bytes(msg.value), position=msg.position, reason=str(exc),
+                              key=key)
 
     def _decode_plain(self, msg: RawMessage) -> Record | None:
         """:meth:`_decode` of the common record in under half its time: a UTF-8 JSON object
@@ -161,7 +163,7 @@ class Decoder:
         if end != len(text) or type(fields) is not dict:
             return None
         if msg.key is not None:
-            key = msg.key.decode("utf-8", errors="replace")
+            key = kafka_key(msg.key)
         else:
             raw_key = fields.get(cfg.key_field)
             if raw_key is None or raw_key == "":
@@ -230,7 +232,7 @@ class Decoder:
                 raise DecodeError("row has more cells than the header")
             time_name = cfg.csv_time_column if cfg.csv_time_column in fields else cfg.time_field
         if msg.key is not None:
-            key = msg.key.decode("utf-8", errors="replace")
+            key = kafka_key(msg.key)
         else:
             raw_key = fields.get(cfg.key_field)
             key = "default" if raw_key is None or raw_key == "" else str(raw_key)
@@ -273,6 +275,12 @@ class Decoder:
         if self.max_ts_ms is None or ts_ms > self.max_ts_ms:
             self.max_ts_ms = ts_ms
         return Record(key=key, ts_ms=ts_ms, values=values, position=msg.position, label=label)
+
+
+def kafka_key(raw: bytes) -> str:
+    """A Kafka message key as text: UTF-8, with any other byte as a backslash escape, so that
+    keys that differ in bytes stay different series (a replacement character merged them)."""
+    return raw.decode("utf-8", errors="backslashreplace")
 
 
 def _raw_bytes(value: bytes | Mapping[str, str] | Unreadable) -> bytes:

@@ -49,7 +49,7 @@ from streamgen.core.shape import KeyShape, default_spans
 from streamgen.core.window import BatchFold, WindowStore
 from streamgen.models.layers import robust_input
 from streamgen.models.online import OnlineLearner, ScoreResult
-from streamgen.records import DeadLetter, Position, Record
+from streamgen.records import DeadLetter, Position, Record, reason_label
 
 SCORE_COLUMNS = [
     "key", "timestamp", "ts_ms", "score", "calibrated", "threshold", "is_anomaly", "warm",
@@ -270,7 +270,7 @@ class Engine:
 
     def _dead(self, dl: DeadLetter, rows: list[dict[str, Any]], st: BatchStats) -> None:
         st.dead_letters += 1
-        self.metrics.dead_lettered(1, dl.reason.split(" ")[0] if dl.reason else "unknown")
+        self.metrics.dead_lettered(1, reason_label(dl.reason))
         if self.sinks.dead_letters is not None:
             self.sinks.dead_letters.add(dl.as_dict())
         self._advance(dl.position)

@@ -146,3 +146,18 @@ def test_fast_path_decodes_as_the_general_one(rows, skew):
         else:
             assert (a.reason, a.raw) == (b.reason, b.raw)
         assert fast.max_ts_ms == general.max_ts_ms
+
+
+def test_kafka_keys_that_differ_in_bytes_stay_apart_and_dead_letters_keep_them():
+    from streamgen.records import reason_label
+
+    d = Decoder(DecodeConfig())
+    body = b'{"ts": 1700000000, "x": 1.0}'
+    keys = [d.decode(RawMessage(body, Position("t", 0, i), key=k)).key
+            for i, k in enumerate([b"\xff", b"\xfe", b"plain"])]
+    assert len(set(keys)) == 3 and keys[2] == "plain"
+    dl = d.decode(RawMessage(b"not json", Position("t", 0, 9), key=b"k\xff"))
+    assert isinstance(dl, DeadLetter) and dl.key == "k\\xff" and dl.as_dict()["key"] == "k\\xff"
+    assert reason_label(dl.reason) == "json"
+    assert reason_label("missing time column timestamp (decode.csv_time_column)") == "time"
+    assert reason_label("something new") == "other"
