@@ -187,3 +187,25 @@ def test_a_truncated_gzip_keeps_the_rows_read_and_exits_1(stream_file, tmp_path)
     assert 100 < len(rows) < 1200
     assert rows[-1]["error"].startswith("input truncated or corrupt")
     assert all(r["error"] == "" for r in rows[:-2])  # the last full line may be cut too
+
+
+def test_checkpoint_errors_name_the_fault_and_the_setting(stream_file, tmp_path):
+    src = stream_file("in.csv", n_keys=1, n_points=200, seed=5)
+    ck = tmp_path / "ck.pt"
+    assert _score(str(src), "-o", str(tmp_path / "a.csv"), "--checkpoint-out", str(ck),
+                  *SMALL).returncode == 0
+    res = _score(str(src), "-o", str(tmp_path / "b.csv"), "--checkpoint-in", str(src))
+    assert res.returncode == 2 and "not a complete checkpoint written by streamgen" in res.stderr
+    assert "weights_only" not in res.stderr
+    trunc = tmp_path / "trunc.pt"
+    trunc.write_bytes(ck.read_bytes()[:1000])
+    res = _score(str(src), "-o", str(tmp_path / "c.csv"), "--checkpoint-in", str(trunc))
+    assert res.returncode == 2 and "Errno" not in res.stderr
+    res = _score(str(src), "-o", str(tmp_path / "d.csv"), "--checkpoint-in", str(ck), *SMALL,
+                 "--set", "window.length=32")
+    assert res.returncode == 2 and "window.length: checkpoint 64, pipeline 32" in res.stderr
+    # An unwritable checkpoint path fails before the file is scored.
+    res = _score(str(src), "-o", str(tmp_path / "e.csv"), "--checkpoint-out",
+                 str(src / "ck.pt"))
+    assert res.returncode == 2 and "cannot write a checkpoint" in res.stderr
+    assert not (tmp_path / "e.csv").exists()

@@ -60,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
     )
     file_format(args.output)
     check_input(args.input)
+    if args.checkpoint_out:
+        checkpoint.check_writable(args.checkpoint_out)
     sinks = Sinks(scores=FileSink(args.output, SCORE_COLUMNS))
     if args.continuations:
         sinks.continuations = FileSink(args.continuations)

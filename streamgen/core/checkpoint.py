@@ -69,7 +69,12 @@ def load(path: str | Path) -> dict[str, Any]:
     try:
         obj = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad checkpoint
-        raise CheckpointError(f"cannot read checkpoint {p}: {exc}".splitlines()[0]) from exc
+        # torch's own text can advise loading with weights_only=False (running code from the
+        # file) or say "[Errno 22] Invalid argument" for a truncated one: name the fault.
+        raise CheckpointError(
+            f"cannot read checkpoint {p}: not a complete checkpoint written by streamgen "
+            f"({type(exc).__name__})"
+        ) from None
     if not isinstance(obj, dict) or "format" not in obj:
         raise CheckpointError(f"{p}: not a streamgen checkpoint (format {FORMAT_VERSION})")
     if obj["format"] not in READABLE_FORMATS:
@@ -194,3 +199,15 @@ def load_full_state(engine: Engine, state: dict[str, Any]) -> None:
     load_held_state(engine, state.get("held"))
     for t, p, o in state.get("offsets", []):
         engine.offsets[(t, int(p))] = int(o)
+
+
+def check_writable(path: str | Path) -> None:
+    """Raise CheckpointError now if a checkpoint could not be written to ``path`` later (its
+    folder cannot be created or written), before hours of work are spent."""
+    p = Path(path)
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(prefix=f".{p.name}.", suffix=".probe", dir=p.parent):
+            pass
+    except OSError as exc:
+        raise CheckpointError(f"cannot write a checkpoint to {p}: {exc.strerror}") from None

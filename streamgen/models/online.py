@@ -370,6 +370,21 @@ class OnlineLearner:
         self._add_replay(spans)
         return stats
 
+    def _shape_differences(self, state: dict[str, Any]) -> list[str]:
+        """The settings that shape the model and differ between a checkpoint and this
+        pipeline, named as a user sets them."""
+        out = []
+        if state.get("window") not in (None, self.window):
+            out.append(f"window.length: checkpoint {state['window']}, pipeline {self.window}")
+        if state.get("n_channels") not in (None, self.n_channels):
+            out.append(f"channels: checkpoint {state['n_channels']}, data {self.n_channels}")
+        args = state.get("model_args") or {}
+        for name in ("name", "arch", "hidden", "latent", "layers", "horizon"):
+            mine = getattr(self.cfg, name)
+            if name in args and args[name] != mine:
+                out.append(f"model.{name}: checkpoint {args[name]!r}, pipeline {mine!r}")
+        return out
+
     def _snapshot(self) -> None:
         self._good = {
             "model": copy.deepcopy(self.model.state_dict()),
@@ -405,6 +420,9 @@ class OnlineLearner:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        diffs = self._shape_differences(state)
+        if diffs:
+            raise CheckpointError("checkpoint does not fit the pipeline: " + "; ".join(diffs))
         try:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
