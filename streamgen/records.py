@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -34,6 +35,11 @@ class Record:
     label: int | None = None  # optional ground truth carried through for evaluation
 
 
+#: Bytes of a dead letter's original record kept in its row (escaped, at most four times
+#: as many characters): far below Kafka's default 1 MB message limit.
+RAW_LIMIT_BYTES = 16_384
+
+
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
     """A record that could not be processed, kept with its raw bytes and the reason."""
@@ -46,12 +52,21 @@ class DeadLetter:
     extra: dict[str, object] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, object]:
+        """The dead-letter row. ``raw`` holds at most :data:`RAW_LIMIT_BYTES` of the original
+        bytes (escaped), with the full length and a SHA-256 of all of them: a row must fit the
+        next hop (a Kafka producer refuses messages over ``max_request_size``; a dead letter
+        that does not fit would fail its sink, rewind the partition and fail again forever)."""
+        raw = self.raw
+        cut = len(raw) > RAW_LIMIT_BYTES
         return {
             "reason": self.reason,
             "key": self.key,
             "ts_ms": self.ts_ms,
             **self.position.as_dict(),
-            "raw": self.raw.decode("utf-8", errors="backslashreplace"),
+            "raw": raw[:RAW_LIMIT_BYTES].decode("utf-8", errors="backslashreplace"),
+            "raw_bytes": len(raw),
+            "raw_truncated": cut,
+            "raw_sha256": hashlib.sha256(raw).hexdigest() if cut else None,
         }
 
 

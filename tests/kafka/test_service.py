@@ -242,3 +242,42 @@ def test_init_from_warm_starts_only_without_a_checkpoint(tmp_path):
                     init_from=warm)
     with pytest.raises(CheckpointError, match="warm.pt"):
         other._load_model()
+
+
+def test_a_record_too_big_to_dead_letter_whole_does_not_stall_the_partition(
+    kafka_broker, kafka_topic, tmp_path
+):
+    """A ~1 MB poison value used to make a dead-letter row four times its size: the producer
+    refused it, the sink failed, the service rewound to the same record forever. The
+    dead-letter row now keeps a bounded prefix, the length and a digest."""
+    import hashlib
+
+    from kafka import KafkaProducer
+
+    topic = kafka_topic(2)
+    prefix = f"out-{uuid.uuid4().hex[:8]}"
+    rows = stream_rows(n_keys=2, n_points=60)
+    sent = produce(kafka_broker.bootstrap, topic, rows[:60])
+    poison = b"\x01" * 990_000
+    producer = KafkaProducer(bootstrap_servers=kafka_broker.bootstrap, acks="all",
+                             max_request_size=2_000_000)
+    try:
+        meta = producer.send(topic, key=b"sensor-0", value=poison).get(timeout=30)
+    finally:
+        producer.close(timeout=10)
+    produce(kafka_broker.bootstrap, topic, rows[60:], sent=sent)
+    n = len(rows) + 1
+    cfg = _config(kafka_broker.bootstrap, topic, tmp_path / "ckpt", prefix)
+    service = Service(cfg, kafka_options=TEST_GROUP_CONFIG)
+    thread = _run_until(service, lambda: service.stats.records >= n, 90)
+    service.stop()
+    thread.join(60)
+    assert service.stats.records == n and service.stats.dead_letters == 1
+    dlq = read_topic(kafka_broker.bootstrap, f"{prefix}.dlq")
+    assert len(dlq) == 1
+    d = dlq[0]
+    assert (d["partition"], d["offset"]) == (meta.partition, meta.offset)
+    assert d["raw_bytes"] == len(poison) and d["raw_truncated"] is True
+    assert d["raw_sha256"] == hashlib.sha256(poison).hexdigest()
+    assert len(d["raw"]) <= 4 * 16_384 and d["key"] == "sensor-0"
+    assert len(read_topic(kafka_broker.bootstrap, f"{prefix}.scores")) == n
