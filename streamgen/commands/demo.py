@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import signal
 import sys
 import tempfile
 import threading
@@ -211,11 +212,8 @@ class _Producer(threading.Thread):
 def run(args: argparse.Namespace) -> int:
     import logging
 
-    from streamgen.core.engine import Sinks
     from streamgen.errors import ConfigError
-    from streamgen.io.broker import LocalBroker, create_topic
-    from streamgen.io.metrics import PrometheusMetrics
-    from streamgen.service import Service, setup_logging
+    from streamgen.service import setup_logging
 
     if args.seconds <= 0 or args.rate <= 0 or args.keys < 1:
         raise ConfigError("--seconds, --rate and --keys must be positive")
@@ -224,6 +222,27 @@ def run(args: argparse.Namespace) -> int:
     report.mkdir(parents=True, exist_ok=True)
     setup_logging("warning")
     logging.getLogger("kafka").setLevel(logging.CRITICAL)  # the demo owns its broker
+    # SIGTERM stops the demo as Ctrl-C does (summary, broker stopped, temporary files
+    # removed); by default it ended the process at once and left the broker running.
+    if threading.current_thread() is not threading.main_thread():
+        return _run(args, out, report)  # signal handlers belong to the main thread
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        return _run(args, out, report)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _run(args: argparse.Namespace, out: Any, report: Path) -> int:
+    from streamgen.core.engine import Sinks
+    from streamgen.io.broker import LocalBroker, create_topic
+    from streamgen.io.metrics import PrometheusMetrics
+    from streamgen.service import Service
+
     port = args.metrics_port
     if port and not _port_free(port):
         print(f"port {port} is busy; serving metrics on a free port instead", file=out)
@@ -270,9 +289,14 @@ def run(args: argparse.Namespace) -> int:
             _watch(service, producer, svc_thread, t0, out)
         except KeyboardInterrupt:
             print("interrupted; stopping", file=out, flush=True)
+        # A second interrupt while stopping is ignored: the summary and the cleanup follow.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         producer.stop()
         producer.done.wait(35)
-        _drain(service, producer, svc_thread, out)
+        try:
+            _drain(service, producer, svc_thread, out)
+        except KeyboardInterrupt:
+            print("interrupted again; skipping the drain", file=out, flush=True)
         service.stop()
         svc_thread.join(60)
         wall = time.monotonic() - t0

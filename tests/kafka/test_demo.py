@@ -43,3 +43,45 @@ def test_demo_runs_and_reports_anomalies(tmp_path):
     scores = (report / "scores.jsonl").read_text().splitlines()
     assert len(scores) >= summary["records_scored"]
     assert (report / "alerts.jsonl").exists()
+
+
+def test_sigterm_stops_the_demo_as_cleanly_as_ctrl_c(tmp_path):
+    """SIGTERM used to end the demo at once: no summary, its broker left running, its
+    temporary checkpoint folder left behind."""
+    import re
+    import signal
+    import socket
+    import time
+
+    report = tmp_path / "report"
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = dict(os.environ, TMPDIR=str(tmp),
+               PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamgen", "demo", "--seconds", "60", "--metrics-port", "0",
+         "--report", str(report)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path, env=env,
+    )
+    lines: list[str] = []
+    assert proc.stdout is not None
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if "produced" in line and "lag" in line:  # streaming has begun
+            break
+    broker = re.search(r"broker (127\.0\.0\.1):(\d+)", "".join(lines))
+    assert broker, "".join(lines)
+    assert list(tmp.glob("streamgen-demo-*")), "the demo's checkpoint folder exists"
+    proc.send_signal(signal.SIGTERM)
+    rest, _ = proc.communicate(timeout=120)
+    out = "".join(lines) + rest
+    assert proc.returncode == 0, out[-3000:]
+    assert "interrupted; stopping" in out and "summary" in out
+    assert json.loads((report / "summary.json").read_text())["records_scored"] > 0
+    with socket.socket() as s:  # the broker is gone
+        assert s.connect_ex((broker.group(1), int(broker.group(2)))) != 0
+    assert not list(tmp.glob("streamgen-demo-*"))
