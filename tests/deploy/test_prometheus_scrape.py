@@ -35,7 +35,9 @@ def stop(proc: subprocess.Popen[Any]) -> None:
     if proc.poll() is None:
         proc.terminate()
         try:
-            proc.wait(timeout=10)
+            # The demo stops gracefully on SIGTERM (drain, summary, its broker stopped): a
+            # kill before it finishes would leave that broker running.
+            proc.wait(timeout=90)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
