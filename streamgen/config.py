@@ -278,6 +278,15 @@ class MetricsConfig(_Frozen):
     port: int = Field(default=9108, ge=0, le=65535)
 
 
+class HealthConfig(_Frozen):
+    """When the service reports itself unhealthy beyond losing its broker."""
+
+    # No committed progress for this long while the consumer has lag: the service is stuck
+    # (a sink that fails on every try, a loop that rewinds to the same record): /readyz
+    # answers 503, streamgen_healthy is 0, and the log says why.
+    stall_seconds: float = Field(default=300.0, gt=0.0)
+
+
 class OutputConfig(_Frozen):
     """What goes into score rows and how often continuations are emitted."""
 
@@ -298,6 +307,7 @@ class PipelineConfig(_Frozen):
     kafka: KafkaConfig = KafkaConfig()
     checkpoint: CheckpointConfig = CheckpointConfig()
     metrics: MetricsConfig = MetricsConfig()
+    health: HealthConfig = HealthConfig()
     output: OutputConfig = OutputConfig()
 
 

@@ -257,6 +257,10 @@ class Service:
         self.owned: set[TP] = set()
         self._saved: dict[TP, int] = {}  # partition -> offset in its checkpoint file
         self._committed: dict[TP, int] = {}  # partition -> last committed next offset
+        # Monotonic time of the last commit that moved an offset forward (or of the start):
+        # no progress for health.stall_seconds while records wait = stalled.
+        self._progress_t = time.monotonic()
+        self._first_seen: dict[TP, int] = {}  # partition -> first offset polled
         self._held: dict[TP, int] = {}  # partition -> records its checkpoint put back in the gate
         self._model_saved_at = -1  # engine.records_total when model.pt was last written
         self._problems: dict[str, str] = {}
@@ -455,6 +459,11 @@ class Service:
             log.error("sink failed during a batch", extra=_fields(error=str(exc)))
             self._rewind()
             return
+        first = self._first_seen
+        for m in msgs:
+            tp = (m.position.topic, m.position.partition)
+            if tp not in first:
+                first[tp] = m.position.offset
         now = time.time()
         self.metrics.records_in(len(msgs), "kafka")
         self.metrics.end_to_end_latency(
@@ -481,7 +490,29 @@ class Service:
             self.metrics.consumer_lag(topic, part, lag)
         self.stats.lag = sum(lags.values()) if lags else None
         self.stats.assigned = sorted(self.owned)
+        self._watch_progress()
         self._report_health()
+
+    def _watch_progress(self) -> None:
+        """Stalled: records wait beyond the committed offsets (from the first offset seen,
+        before any commit) and no commit moved for ``health.stall_seconds``. The position's
+        lag alone would miss a loop that reads, fails to flush and rewinds: it reads to the
+        end each time, and the lag looks like zero."""
+        assert self.source is not None
+        waiting = 0
+        for tp, high in self.source.highwaters().items():
+            done = self._committed.get(tp, self._first_seen.get(tp))
+            if done is not None:
+                waiting += max(0, high - done)
+        idle = time.monotonic() - self._progress_t
+        if not waiting:
+            self._progress_t = time.monotonic()  # nothing waits: not a stall
+            self._resolved("stalled")
+        elif idle > self.cfg.health.stall_seconds:
+            self._problem("stalled", f"no committed progress for {idle:.0f} s with "
+                                     f"{waiting} records waiting")
+        else:
+            self._resolved("stalled")
 
     # -- checkpoints ----------------------------------------------------------------------
     def _checkpoint(self, tps: list[TP], *, blocking_commit: bool = True) -> bool:
@@ -515,6 +546,8 @@ class Service:
                 self.source.commit(commits, blocking=blocking_commit)
                 self._committed.update(commits)
                 self._resolved("commit")
+                self._progress_t = time.monotonic()
+                self.metrics.progress(time.time())
             except SourceError as exc:
                 self._problem("commit", str(exc))
         secs = time.perf_counter() - t0
@@ -634,6 +667,7 @@ class Service:
             engine.offsets.pop(tp, None)
             self._saved.pop(tp, None)
             self._committed.pop(tp, None)
+            self._first_seen.pop(tp, None)
             self._held.pop(tp, None)
             self.owned.discard(tp)
         self.stats.alerts_firing = engine.alerter.n_open

@@ -128,3 +128,6 @@ class Metrics:
 
     def healthy(self, ok: bool) -> None:
         """Whether the process can reach its source and make progress."""
+
+    def progress(self, ts_seconds: float) -> None:
+        """Wall time (epoch seconds) at which committed offsets last moved forward."""

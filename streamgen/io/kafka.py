@@ -513,6 +513,18 @@ class KafkaSource:
             self.last_polled.pop(tp, None)
 
     # -- observation ----------------------------------------------------------------------
+    def highwaters(self) -> dict[TP, int]:
+        """The high watermark of each assigned partition, where known (from fetches)."""
+        out: dict[TP, int] = {}
+        for tp in self.consumer.assignment():
+            try:
+                high = self.consumer.highwater(tp)
+            except Exception:  # noqa: BLE001 - revoked between the two calls
+                continue
+            if high is not None:
+                out[(tp.topic, tp.partition)] = high
+        return out
+
     def lags(self) -> dict[TP, int]:
         """High watermark minus next position for assigned partitions with a known watermark."""
         out: dict[TP, int] = {}

@@ -249,6 +249,10 @@ class PrometheusMetrics(Metrics):
         self._keys = gauge("streamgen_keys_tracked", "Keys with window state in memory.")
         self._evicted = counter("streamgen_keys_evicted", "Keys evicted.", "reason")
         self._checkpoints = counter("streamgen_checkpoints", "Checkpoints attempted.", "result")
+        self._progress = gauge(
+            "streamgen_last_progress_timestamp_seconds",
+            "Wall time at which committed offsets last moved forward (0 = not yet).",
+        )
         self._ckpt_success = gauge(
             "streamgen_checkpoint_last_success_timestamp_seconds",
             "Wall time of the last successful checkpoint (0 = none yet).",
@@ -395,6 +399,10 @@ class PrometheusMetrics(Metrics):
         self._beat()
         self._healthy_flag = bool(ok)
         self._healthy.set(1 if ok else 0)
+
+    def progress(self, ts_seconds: float) -> None:
+        self._beat()
+        self._progress.set(ts_seconds)
 
 
 # -- HTTP endpoint -----------------------------------------------------------------------------

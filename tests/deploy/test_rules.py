@@ -30,6 +30,7 @@ EXPECTED_ALERTS = {
     "StreamgenModelDiverging",
     "StreamgenDeadLettersHigh",
     "StreamgenUnhealthy",
+    "StreamgenStalled",
 }
 # Series names in an expression that must come from our exporter (recording rules use ':').
 METRIC_RE = re.compile(r"\b((?:streamgen|process)_[a-zA-Z0-9_]+)")

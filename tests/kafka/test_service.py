@@ -281,3 +281,32 @@ def test_a_record_too_big_to_dead_letter_whole_does_not_stall_the_partition(
     assert d["raw_sha256"] == hashlib.sha256(poison).hexdigest()
     assert len(d["raw"]) <= 4 * 16_384 and d["key"] == "sensor-0"
     assert len(read_topic(kafka_broker.bootstrap, f"{prefix}.scores")) == n
+
+
+def test_a_sink_that_always_fails_is_reported_as_a_stall(kafka_broker, kafka_topic, tmp_path):
+    """Alive, polling, rewinding to the same batch on every failed flush: before the
+    watchdog, health stayed green. Now no committed progress for health.stall_seconds while
+    records wait turns the service unhealthy, with the reason; the metric says since when."""
+    from streamgen.errors import SinkError
+
+    class Failing(ListSink):
+        def flush(self) -> None:
+            raise SinkError("refused by the test")
+
+    topic = kafka_topic(1)
+    prefix = f"out-{uuid.uuid4().hex[:8]}"
+    produce(kafka_broker.bootstrap, topic, stream_rows(n_keys=2, n_points=100))
+    cfg = _config(kafka_broker.bootstrap, topic, tmp_path / "ckpt", prefix,
+                  health={"stall_seconds": 3})
+    metrics = PrometheusMetrics()
+    service = Service(cfg, metrics=metrics, kafka_options=TEST_GROUP_CONFIG,
+                      tee=Sinks(scores=Failing()))
+    thread = _run_until(service, lambda: "stalled" in service._problems, 60)
+    try:
+        assert "stalled" in service._problems, service._problems
+        assert "records waiting" in service._problems["stalled"]
+        assert not service.stats.healthy
+        assert metrics._progress._value.get() == 0  # no offset ever moved
+    finally:
+        service.stop()
+        thread.join(60)
