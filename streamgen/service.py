@@ -491,7 +491,25 @@ class Service:
         self.stats.lag = sum(lags.values()) if lags else None
         self.stats.assigned = sorted(self.owned)
         self._watch_progress()
+        self._check_ranges()
         self._report_health()
+
+    def _check_ranges(self) -> None:
+        """A partition whose saved position lies past its high watermark (its topic was
+        deleted and created again, or truncated) would wait there for records that never
+        come: its state is dropped and it is read from its start, with a log line and a
+        count (``streamgen_offset_resets_total{reason="beyond_end"}``)."""
+        assert self.source is not None
+        for tp, (pos, high) in self.source.beyond_end().items():
+            if tp not in self.owned:
+                continue
+            log.error("saved offset beyond the partition's end: dropping its state and "
+                      "reading it from the start", extra=_fields(
+                          topic=tp[0], partition=tp[1], position=pos, high_watermark=high))
+            self.metrics.offset_reset("beyond_end")
+            self._drop([tp])
+            self.owned.add(tp)
+            self.source.seek_to_beginning(tp)
 
     def _watch_progress(self) -> None:
         """Stalled: records wait beyond the committed offsets (from the first offset seen,

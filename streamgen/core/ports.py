@@ -131,3 +131,6 @@ class Metrics:
 
     def progress(self, ts_seconds: float) -> None:
         """Wall time (epoch seconds) at which committed offsets last moved forward."""
+
+    def offset_reset(self, reason: str) -> None:
+        """A partition's saved offset was outside its log (``beyond_end``) and it was reset."""

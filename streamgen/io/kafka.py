@@ -525,6 +525,21 @@ class KafkaSource:
                 out[(tp.topic, tp.partition)] = high
         return out
 
+    def beyond_end(self) -> dict[TP, tuple[int, int]]:
+        """Assigned partitions whose next position lies past their high watermark (the
+        topic was deleted and created again, or truncated): ``tp -> (position, high)``."""
+        out: dict[TP, tuple[int, int]] = {}
+        for tp, high in self.highwaters().items():
+            last = self.last_polled.get(tp)
+            if last is not None and last + 1 > high:
+                out[tp] = (last + 1, high)
+        return out
+
+    def seek_to_beginning(self, tp: TP) -> None:
+        """Next record of ``tp`` to fetch is its first one still in the log."""
+        self.consumer.seek_to_beginning(TopicPartition(*tp))
+        self.last_polled.pop(tp, None)
+
     def lags(self) -> dict[TP, int]:
         """High watermark minus next position for assigned partitions with a known watermark."""
         out: dict[TP, int] = {}

@@ -249,6 +249,12 @@ class PrometheusMetrics(Metrics):
         self._keys = gauge("streamgen_keys_tracked", "Keys with window state in memory.")
         self._evicted = counter("streamgen_keys_evicted", "Keys evicted.", "reason")
         self._checkpoints = counter("streamgen_checkpoints", "Checkpoints attempted.", "result")
+        self._offset_resets = counter(
+            "streamgen_offset_resets",
+            "Partitions read again from their start because the saved offset lay outside "
+            "their log (reason: beyond_end = topic deleted and created again, or truncated).",
+            "reason",
+        )
         self._progress = gauge(
             "streamgen_last_progress_timestamp_seconds",
             "Wall time at which committed offsets last moved forward (0 = not yet).",
@@ -403,6 +409,10 @@ class PrometheusMetrics(Metrics):
     def progress(self, ts_seconds: float) -> None:
         self._beat()
         self._progress.set(ts_seconds)
+
+    def offset_reset(self, reason: str) -> None:
+        self._beat()
+        self._offset_resets.labels(self._label("offset_resets", "reason", reason)).inc()
 
 
 # -- HTTP endpoint -----------------------------------------------------------------------------

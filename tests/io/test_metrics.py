@@ -62,6 +62,7 @@ def drive_all_hooks(m: Metrics, rounds: int = 3) -> None:
         m.keys_evicted(1, "idle")
         m.checkpoint(0.08, 1_700_000_100.0 + r, ok=True)
         m.progress(1_700_000_100.0 + r)
+        m.offset_reset("beyond_end")
     m.alert_event("resolved")
     m.rollback("rvae")
     m.checkpoint(1.5, 1_700_000_999.0, ok=False)

@@ -310,3 +310,34 @@ def test_a_sink_that_always_fails_is_reported_as_a_stall(kafka_broker, kafka_top
     finally:
         service.stop()
         thread.join(60)
+
+
+def test_a_recreated_topic_is_read_from_its_start_not_from_a_stale_checkpoint(
+    kafka_broker, kafka_topic, tmp_path
+):
+    """The checkpoint says offset 299; the topic was deleted and created again and holds
+    offsets 0-99. The restarted member must see that the saved offset lies beyond the
+    partition's end, say so, drop the stale state and read the new records."""
+    from streamgen.io.broker import delete_topics
+
+    topic = kafka_topic(1)
+    prefix = f"out-{uuid.uuid4().hex[:8]}"
+    produce(kafka_broker.bootstrap, topic, stream_rows(n_keys=2, n_points=150))
+    cfg = _config(kafka_broker.bootstrap, topic, tmp_path / "ckpt", prefix)
+    first = Service(cfg, kafka_options=TEST_GROUP_CONFIG)
+    thread = _run_until(first, lambda: first.stats.records >= 300, 90)
+    first.stop()
+    thread.join(60)
+    assert first.stats.records == 300
+    delete_topics(kafka_broker.bootstrap, [topic], timeout_s=10.0)
+    time.sleep(1.0)
+    kafka_broker.create_topic(topic, 1)
+    produce(kafka_broker.bootstrap, topic, stream_rows(n_keys=2, n_points=50))
+    metrics = PrometheusMetrics()
+    second = Service(cfg, metrics=metrics, kafka_options=TEST_GROUP_CONFIG)
+    thread = _run_until(second, lambda: second.stats.records >= 100, 60)
+    second.stop()
+    thread.join(60)
+    assert second.stats.records == 100, "every record of the new topic was read"
+    resets = metrics._offset_resets.labels("beyond_end")._value.get()
+    assert resets == 1
