@@ -76,7 +76,8 @@ class DeadLetter:
 _REASON_LABELS = (
     ("not valid JSON", "json"), ("JSON record is not an object", "json"),
     ("empty record", "empty"), ("malformed CSV", "csv"), ("row has more cells", "csv"),
-    ("record of ", "size"), ("key longer", "key"), ("input truncated", "input"),
+    ("record of ", "size"), ("key longer", "key"), ("key field", "key"),
+    ("input truncated", "input"),
     ("late", "late"), ("time skew", "time"), ("missing time", "time"),
     ("missing or invalid time", "time"), ("non-finite time", "time"), ("unparsable time", "time"),
     ("time out of range", "time"), ("invalid label", "label"), ("missing value field", "channels"),

@@ -235,6 +235,9 @@ class Decoder:
             key = kafka_key(msg.key)
         else:
             raw_key = fields.get(cfg.key_field)
+            if isinstance(raw_key, dict | list):
+                # Its Python repr would become the key: unstable, and not what was meant.
+                raise DecodeError(f"key field {cfg.key_field} holds an object or a list")
             key = "default" if raw_key is None or raw_key == "" else str(raw_key)
         if len(key) > 512:
             raise DecodeError("key longer than 512 characters")

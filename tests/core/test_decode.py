@@ -161,3 +161,13 @@ def test_kafka_keys_that_differ_in_bytes_stay_apart_and_dead_letters_keep_them()
     assert reason_label(dl.reason) == "json"
     assert reason_label("missing time column timestamp (decode.csv_time_column)") == "time"
     assert reason_label("something new") == "other"
+
+
+def test_a_key_that_is_an_object_or_a_list_is_dead_lettered():
+    d = Decoder(DecodeConfig())
+    for body in (b'{"key": {"a": 1}, "ts": 1700000000, "x": 1.0}',
+                 b'{"key": [1, 2], "ts": 1700000000, "x": 1.0}'):
+        out = d.decode(RawMessage(body, Position("t", 0, 0)))
+        assert isinstance(out, DeadLetter) and out.reason == "key field key holds an object or a list"
+    ok = d.decode(RawMessage(b'{"key": 7, "ts": 1700000000, "x": 1.0}', Position("t", 0, 1)))
+    assert isinstance(ok, Record) and ok.key == "7"  # numbers name keys by their text
