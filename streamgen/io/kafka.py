@@ -543,14 +543,7 @@ class KafkaSource:
     def lags(self) -> dict[TP, int]:
         """High watermark minus next position for assigned partitions with a known watermark."""
         out: dict[TP, int] = {}
-        for tp in self.consumer.assignment():
-            try:
-                high = self.consumer.highwater(tp)
-            except Exception:  # noqa: BLE001 - revoked between the two calls
-                continue
-            if high is None:
-                continue
-            key = (tp.topic, tp.partition)
+        for key, high in self.highwaters().items():
             last = self.last_polled.get(key)
             if last is not None:
                 out[key] = max(0, high - (last + 1))
