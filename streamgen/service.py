@@ -460,10 +460,11 @@ class Service:
             self._rewind()
             return
         first = self._first_seen
-        for m in msgs:
-            tp = (m.position.topic, m.position.partition)
-            if tp not in first:
-                first[tp] = m.position.offset
+        if len(first) < len(self.owned):  # all owned partitions seen: no per-record work
+            for m in msgs:
+                tp = (m.position.topic, m.position.partition)
+                if tp not in first:
+                    first[tp] = m.position.offset
         now = time.time()
         self.metrics.records_in(len(msgs), "kafka")
         self.metrics.end_to_end_latency(
@@ -485,22 +486,23 @@ class Service:
             self._resolved("disconnected")
         else:
             self._problem("disconnected", "no live connection to any broker")
-        lags = self.source.lags()
+        highs = self.source.highwaters()
+        lags = self.source.lags(highs)
         for (topic, part), lag in lags.items():
             self.metrics.consumer_lag(topic, part, lag)
         self.stats.lag = sum(lags.values()) if lags else None
         self.stats.assigned = sorted(self.owned)
-        self._watch_progress()
-        self._check_ranges()
+        self._watch_progress(highs)
+        self._check_ranges(highs)
         self._report_health()
 
-    def _check_ranges(self) -> None:
+    def _check_ranges(self, highs: dict[TP, int]) -> None:
         """A partition whose saved position lies past its high watermark (its topic was
         deleted and created again, or truncated) would wait there for records that never
         come: its state is dropped and it is read from its start, with a log line and a
         count (``streamgen_offset_resets_total{reason="beyond_end"}``)."""
         assert self.source is not None
-        for tp, (pos, high) in self.source.beyond_end().items():
+        for tp, (pos, high) in self.source.beyond_end(highs).items():
             if tp not in self.owned:
                 continue
             log.error("saved offset beyond the partition's end: dropping its state and "
@@ -511,14 +513,13 @@ class Service:
             self.owned.add(tp)
             self.source.seek_to_beginning(tp)
 
-    def _watch_progress(self) -> None:
+    def _watch_progress(self, highs: dict[TP, int]) -> None:
         """Stalled: records wait beyond the committed offsets (from the first offset seen,
         before any commit) and no commit moved for ``health.stall_seconds``. The position's
         lag alone would miss a loop that reads, fails to flush and rewinds: it reads to the
         end each time, and the lag looks like zero."""
-        assert self.source is not None
         waiting = 0
-        for tp, high in self.source.highwaters().items():
+        for tp, high in highs.items():
             done = self._committed.get(tp, self._first_seen.get(tp))
             if done is not None:
                 waiting += max(0, high - done)

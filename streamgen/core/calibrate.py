@@ -236,16 +236,7 @@ class Calibrator:
         # observe() as calibrate() then update(): the definition, for every method.
         cal = self.calibrate(slot, score)
         warm = bool(self.count[slot] >= self.cfg.warmup_windows)
-        if not (protect and warm and cal >= self.threshold):
-            self.run[slot] = 0
-            self.update(slot, score)
-        else:
-            run = int(self.run[slot]) + 1
-            if self.max_flagged_run and run >= self.max_flagged_run:
-                self.reset(slot)
-            else:
-                self.run[slot] = run
-                self.update(slot, score, flagged=True)
+        self.commit(slot, score, protect and warm and cal >= self.threshold)
         return cal, warm
 
     def _observe_z(self, slot: int, score: float, protect: bool) -> tuple[float, bool]:

@@ -161,6 +161,10 @@ class Engine:
         self.offsets: dict[tuple[str, int], int] = {}  # last offset folded into state
         self.records_total = 0
         self._next_idle_check_ms = -(1 << 62)
+        # Whether any detector (or fallback) reads the point's z or its first difference.
+        self._point_detectors = bool(
+            {"point", "diff"} & {*cfg.calibrate.detectors, *cfg.calibrate.fallback}
+        )
 
     # -- lazy build ------------------------------------------------------------------------
     @property
@@ -303,8 +307,9 @@ class Engine:
         if len(wi):
             m_raw, f_raw, s_raw, fc_raw, spread = self._score(b, wi, st)
             raws[wi, 0], raws[wi, 1] = m_raw, f_raw
-            raws[wi[:, None], 4 + np.arange(s_raw.shape[1])] = s_raw
-        raws[:, 2], raws[:, 3] = self._point_scores(b)
+            raws[wi[:, None], self.fusion.shape_from + np.arange(s_raw.shape[1])] = s_raw
+        if self._point_detectors:
+            raws[:, 2], raws[:, 3] = self._point_scores(b)
         self._judge(records, rows, iso, b, wi, raws, fc_raw, spread, flagged, st)
         t2 = time.perf_counter()
         self._learn(b, flagged, st)
@@ -576,7 +581,7 @@ class Engine:
         model_cal = self.calibrator
         since = self.since_flag
         W = store.length
-        n_base = len(self.fusion.names) - (0 if self.shape is None else self.shape.n_scales)
+        n_base = self.fusion.shape_from
         warmup = self.cfg.calibrate.warmup_windows
         alerting = self.cfg.alerting.enabled
         anom_rec = np.zeros(len(ok), bool)

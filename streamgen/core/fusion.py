@@ -71,6 +71,8 @@ class Fusion:
         self.cfg = cfg
         shapes = ["shape"] + [f"shape{i}" for i in range(1, shape_scales)]
         self.names = (*COMPONENTS[:-1], *shapes)
+        #: Index of the first shape column in :attr:`names` (and in the engine's raw scores).
+        self.shape_from = len(COMPONENTS) - 1
         self.cals = {name: Calibrator(cfg) for name in self.names}
         kinds = ["shape" if n.startswith("shape") else n for n in self.names]
         self.active = tuple(k in cfg.detectors for k in kinds)
@@ -101,9 +103,9 @@ class Fusion:
         model_calibrated)``; the last is the model's own calibrated value (None without a
         model score)."""
         stop = len(raws) if mute_from is None else mute_from
-        zs: list[float] = []
+        alerting: list[float] = []
+        muted: list[float] = []
         spare: list[float] = []  # fallback detectors' values
-        alert_k = 0
         model_cal = None
         for i, (c, raw, on, fb) in enumerate(zip(self.cals.values(), raws, self.active,
                                                  self.fallback, strict=True)):
@@ -119,19 +121,13 @@ class Fusion:
             # Each detector protects its own statistics: a detector that fires often on
             # some series must not freeze the others' baselines.
             c.commit(slot, raw, z >= self.threshold)
-            if fb:
-                spare.append(z)
-            elif i < stop:
-                zs.insert(alert_k, z)
-                alert_k += 1
-            else:
-                zs.append(z)
-        if not zs:
+            (spare if fb else alerting if i < stop else muted).append(z)
+        if not (alerting or muted):
             if not spare:
                 return 0.0, 0.0, False, None
-            zs, alert_k = spare, len(spare)
-        score = self._fuse(zs)
-        alert = score if alert_k == len(zs) else (self._fuse(zs[:alert_k]) if alert_k else 0.0)
+            alerting = spare
+        score = self._fuse(alerting + muted)
+        alert = score if not muted else (self._fuse(alerting) if alerting else 0.0)
         return score, alert, alert >= self.threshold, model_cal
 
     def _fuse(self, zs: list[float]) -> float:

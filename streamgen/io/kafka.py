@@ -525,11 +525,12 @@ class KafkaSource:
                 out[(tp.topic, tp.partition)] = high
         return out
 
-    def beyond_end(self) -> dict[TP, tuple[int, int]]:
-        """Assigned partitions whose next position lies past their high watermark (the
-        topic was deleted and created again, or truncated): ``tp -> (position, high)``."""
+    def beyond_end(self, highs: Mapping[TP, int]) -> dict[TP, tuple[int, int]]:
+        """Partitions whose next position lies past their high watermark ``highs`` (from
+        :meth:`highwaters`; the topic was deleted and created again, or truncated):
+        ``tp -> (position, high)``."""
         out: dict[TP, tuple[int, int]] = {}
-        for tp, high in self.highwaters().items():
+        for tp, high in highs.items():
             last = self.last_polled.get(tp)
             if last is not None and last + 1 > high:
                 out[tp] = (last + 1, high)
@@ -540,10 +541,11 @@ class KafkaSource:
         self.consumer.seek_to_beginning(TopicPartition(*tp))
         self.last_polled.pop(tp, None)
 
-    def lags(self) -> dict[TP, int]:
-        """High watermark minus next position for assigned partitions with a known watermark."""
+    def lags(self, highs: Mapping[TP, int] | None = None) -> dict[TP, int]:
+        """High watermark minus next position for assigned partitions with a known watermark
+        (``highs``: the watermarks already read by :meth:`highwaters`)."""
         out: dict[TP, int] = {}
-        for key, high in self.highwaters().items():
+        for key, high in (self.highwaters() if highs is None else highs).items():
             last = self.last_polled.get(key)
             if last is not None:
                 out[key] = max(0, high - (last + 1))
