@@ -78,7 +78,13 @@ def _transform(score: float) -> float:
 
 class Calibrator:
     """Per-slot calibration state in flat arrays (arithmetic on Python floats: this runs once
-    per scored window, and numpy scalar arithmetic cost several times more)."""
+    per scored window, and numpy scalar arithmetic cost several times more).
+
+    Between :meth:`begin` and :meth:`end` the state of the slots of one micro-batch lives in
+    Python lists, and every method takes a slot's *local* index (its position in the slots
+    given to :meth:`begin`): reading or writing one element of a numpy array costs more than
+    the arithmetic done with it, and this runs once per record and detector.
+    """
 
     def __init__(self, cfg: CalibrateConfig, max_flagged_run: int = MAX_FLAGGED_RUN) -> None:
         self.cfg = cfg
@@ -94,6 +100,7 @@ class Calibrator:
         self.var = np.zeros(0)
         self.count = np.zeros(0, dtype=np.int64)
         self.run = np.zeros(0, dtype=np.int64)  # consecutive flagged windows per slot
+        self._batch: tuple[Any, ...] | None = None  # (slots, arrays) while a batch is open
 
     def ensure(self, n_slots: int) -> None:
         pad = n_slots - len(self.count)
@@ -104,12 +111,33 @@ class Calibrator:
             self.run = np.concatenate([self.run, np.zeros(pad, np.int64)])
             self.tail = np.concatenate([self.tail, np.zeros((pad, 5))])
 
+    def begin(self, slots: np.ndarray) -> None:
+        """Work on ``slots`` (distinct) through local indices ``0..len(slots)-1`` until
+        :meth:`end`."""
+        if self._batch is not None:
+            raise RuntimeError("Calibrator.begin: a batch is already open")
+        arrays = (self.mu, self.var, self.count, self.run, self.tail)
+        self._batch = (slots, arrays)
+        self.mu, self.var, self.count, self.run, self.tail = (a[slots].tolist() for a in arrays)
+
+    def end(self) -> None:
+        """Write the batch's working state back to the per-slot arrays."""
+        if self._batch is None:
+            return
+        slots, arrays = self._batch
+        local = (self.mu, self.var, self.count, self.run, self.tail)
+        self.mu, self.var, self.count, self.run, self.tail = arrays
+        self._batch = None
+        if len(slots):
+            for a, values in zip(arrays, local, strict=True):
+                a[slots] = values
+
     def reset(self, slot: int) -> None:
         self.mu[slot] = 0.0
         self.var[slot] = 0.0
         self.count[slot] = 0
         self.run[slot] = 0
-        self.tail[slot] = 0.0
+        self.tail[slot] = [0.0] * 5
 
     def calibrate(self, slot: int, score: float) -> float:
         """Calibrated value of ``score`` under the slot's current state (no update)."""
@@ -132,7 +160,7 @@ class Calibrator:
     def _tail_z(self, slot: int, x: float) -> float | None:
         """pot: the normal quantile of the fitted tail probability of ``x``; None below the
         tail threshold or before enough excesses."""
-        t, w, wn, s1, s2 = self.tail[slot].tolist()
+        t, w, wn, s1, s2 = self.tail[slot]
         if x <= t or wn < self.cfg.pot_min_excesses or w <= 0:
             return None
         m = s1 / wn
@@ -152,7 +180,7 @@ class Calibrator:
         return -_NORMAL.inv_cdf(min(p, 0.5))
 
     def _update_tail(self, slot: int, x: float, a: float) -> None:
-        t, w, wn, s1, s2 = self.tail[slot].tolist()
+        t, w, wn, s1, s2 = map(float, self.tail[slot])
         q = self.cfg.pot_level
         if w == 0.0:
             t = x
@@ -164,7 +192,7 @@ class Calibrator:
         # Robbins-Monro step toward the q-quantile, scaled by the z-score spread.
         sd = max(math.sqrt(float(self.var[slot])), _EPS)
         t += a * sd * (q - float(x <= t)) / max(1.0 - q, q) * 2.0
-        self.tail[slot] = (t, w, wn, s1, s2)
+        self.tail[slot] = [t, w, wn, s1, s2]
 
     def update(self, slot: int, score: float, flagged: bool = False) -> None:
         """Fold ``score`` into the slot's statistics; a ``flagged`` one only moves the
@@ -228,44 +256,9 @@ class Calibrator:
 
         The ``MAX_FLAGGED_RUN``-th flagged window in a row restarts the slot's statistics.
         """
-        if not (self._quantile or self._pot):
-            return self._observe_z(slot, score, protect)
-        return self._observe_parts(slot, score, protect)
-
-    def _observe_parts(self, slot: int, score: float, protect: bool) -> tuple[float, bool]:
-        # observe() as calibrate() then update(): the definition, for every method.
         cal = self.calibrate(slot, score)
         warm = bool(self.count[slot] >= self.cfg.warmup_windows)
         self.commit(slot, score, protect and warm and cal >= self.threshold)
-        return cal, warm
-
-    def _observe_z(self, slot: int, score: float, protect: bool) -> tuple[float, bool]:
-        # observe() for the zscore method: calibrate() then update(), each statistic read
-        # and written once. Reading or writing one numpy element costs as much as the
-        # arithmetic here, and this runs once per scored window.
-        n = int(self.count[slot])
-        mu = float(self.mu[slot])
-        var = float(self.var[slot])
-        x = _transform(score)
-        cal = 0.0 if n < 2 else (x - mu) / max(math.sqrt(var), 0.05 * abs(mu), _EPS)
-        warm = n >= self.cfg.warmup_windows
-        if protect and warm and cal >= self.threshold:  # flagged: the statistics stay
-            run = int(self.run[slot]) + 1
-            if self.max_flagged_run and run >= self.max_flagged_run:
-                self.reset(slot)
-            else:
-                self.run[slot] = run
-            return cal, warm
-        self.run[slot] = 0
-        if n == 0:
-            self.mu[slot] = x
-            self.var[slot] = 0.0
-        else:
-            a = max(self.alpha, 1.0 / (n + 1))
-            d = x - mu
-            self.mu[slot] = mu + a * d
-            self.var[slot] = (1 - a) * (var + a * d * d)
-        self.count[slot] = n + 1
         return cal, warm
 
     def state_dict(self, slots: np.ndarray) -> dict[str, Any]:

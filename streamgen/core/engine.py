@@ -577,59 +577,70 @@ class Engine:
         if not model_ok:
             r_ok[:, 0] = np.nan
         raw_rows = [[None if v != v else v for v in r] for r in r_ok.tolist()]
-        judge = self.fusion.judge
-        model_cal = self.calibrator
-        since = self.since_flag
+        fusion = self.fusion
+        judge = fusion.judge
         W = store.length
         n_base = self.fusion.shape_from
         warmup = self.cfg.calibrate.warmup_windows
         alerting = self.cfg.alerting.enabled
         anom_rec = np.zeros(len(ok), bool)
         cal_list = []
-        for j, (i, slot, live) in enumerate(zip(ok.tolist(), slots.tolist(), alive.tolist(),
-                                                strict=True)):
-            row_idx, rec = records[i]
-            rr = raw_rows[j]
-            mr = rr[0]
-            if starts[j]:
-                self.fusion.reset(slot)
-            gap = int(since[slot]) if live else _NEVER
-            # While a flagged point is still in the window, the shape detector ranks but
-            # does not flag: its distance then mostly says that the window holds the
-            # anomaly already flagged (it kept flagging for a window's length after every
-            # anomaly: 5 % of the normal points of the quick-start stream, 0.14 % since).
-            score, alert, anom, _ = judge(slot, rr, n_base if gap < W else None)
-            if live:
-                since[slot] = 0 if anom else gap + 1
-            warm = mr is not None and int(model_cal.count[slot]) >= warmup
-            cal_list.append(score)
-            if not live:
-                # The key was evicted later in this batch and its slot reused: its row
-                # stands, but it leaves no flag in the slot's new owner.
+        # The batch's slots work on local indices (Fusion.begin): Python lists, not numpy
+        # elements, in this loop.
+        local = fusion.begin(slots)
+        model_count = self.calibrator.count
+        uniq = np.unique(slots)
+        since = self.since_flag[uniq].tolist()
+        try:
+            for j, (i, slot, loc, live) in enumerate(zip(ok.tolist(), slots.tolist(),
+                                                         local.tolist(), alive.tolist(),
+                                                         strict=True)):
+                row_idx, rec = records[i]
+                rr = raw_rows[j]
+                mr = rr[0]
+                if starts[j]:
+                    fusion.reset(loc)
+                gap = since[loc] if live else _NEVER
+                # While a flagged point is still in the window, the shape detector ranks
+                # but does not flag: its distance then mostly says that the window holds
+                # the anomaly already flagged (it kept flagging for a window's length after
+                # every anomaly: 5 % of the normal points of the quick-start stream, 0.14 %
+                # since).
+                score, alert, anom, _ = judge(loc, rr, n_base if gap < W else None)
+                if live:
+                    since[loc] = 0 if anom else gap + 1
+                warm = mr is not None and model_count[loc] >= warmup
+                cal_list.append(score)
+                if not live:
+                    # The key was evicted later in this batch and its slot reused: its row
+                    # stands, but it leaves no flag in the slot's new owner.
+                    rows[row_idx] = self._row(rec, iso[i], score, score, anom, warm, mr)
+                    continue
+                if anom:
+                    anom_rec[j] = True
+                    st.anomalies += 1
+                    store.flag_back(slot, later[j])
+                    flagged.append(i)
+                if alerting:
+                    ev = self.alerter.update(rec.key, rec.ts_ms, alert)
+                    if ev is not None:
+                        self.metrics.alert_event(ev.state)
+                        if self.sinks.alerts is not None:
+                            self.sinks.alerts.add(ev.as_dict())
                 rows[row_idx] = self._row(rec, iso[i], score, score, anom, warm, mr)
-                continue
-            if anom:
-                anom_rec[j] = True
-                st.anomalies += 1
-                store.flag_back(slot, later[j])
-                flagged.append(i)
-            if alerting:
-                ev = self.alerter.update(rec.key, rec.ts_ms, alert)
-                if ev is not None:
-                    self.metrics.alert_event(ev.state)
-                    if self.sinks.alerts is not None:
-                        self.sinks.alerts.add(ev.as_dict())
-            rows[row_idx] = self._row(rec, iso[i], score, score, anom, warm, mr)
-            w = int(w_of[i])
-            if w >= 0 and emit_fc and conts is not None and nw[w] % every == 0:
-                cont = {
-                    "key": rec.key, "ts": iso[i], "ts_ms": rec.ts_ms,
-                    "horizon": horizon, "channels": self.channels,
-                    "forecast": fc_list[w], "model": c.name,
-                }
-                if spread_list is not None:
-                    cont["spread"] = spread_list[w]
-                conts.add(cont)
+                w = int(w_of[i])
+                if w >= 0 and emit_fc and conts is not None and nw[w] % every == 0:
+                    cont = {
+                        "key": rec.key, "ts": iso[i], "ts_ms": rec.ts_ms,
+                        "horizon": horizon, "channels": self.channels,
+                        "forecast": fc_list[w], "model": c.name,
+                    }
+                    if spread_list is not None:
+                        cont["spread"] = spread_list[w]
+                    conts.add(cont)
+        finally:
+            fusion.end()
+        self.since_flag[uniq] = since
         # Each live key's newest record sets its flag state for the next batch; its newest
         # scored window sets the forecast state.
         lk = np.flatnonzero(alive)

@@ -38,6 +38,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+
 from streamgen.config import CalibrateConfig
 from streamgen.core.calibrate import Calibrator
 
@@ -83,14 +85,37 @@ class Fusion:
         self._stouffer = cfg.fusion == "stouffer"
         # Effective memory of the EW statistics (values).
         self._n_max = 2.0 / self.cals["model"].alpha
+        # (index in names, calibrator, fallback?) of the detectors that keep statistics;
+        # the others are skipped outright (and hold no per-slot state).
+        self._used = tuple(
+            (i, c, fb) for i, (c, on, fb) in enumerate(zip(self.cals.values(), self.active,
+                                                          self.fallback, strict=True))
+            if on or fb
+        )
+        # The model calibrator keeps state even when the model is not a detector: the
+        # engine reads its count for the rows' warm flag, and checkpoints carry it.
+        self._kept = tuple(dict.fromkeys([self.cals["model"], *(c for _, c, _ in self._used)]))
 
     def ensure(self, n_slots: int) -> None:
-        for c in self.cals.values():
+        for c in self._kept:
             c.ensure(n_slots)
 
     def reset(self, slot: int) -> None:
-        for c in self.cals.values():
+        for c in self._kept:
             c.reset(slot)
+
+    def begin(self, slots: np.ndarray) -> np.ndarray:
+        """Open a micro-batch on ``slots``: until :meth:`end`, :meth:`judge` and
+        :meth:`reset` (and the calibrators) take local slot indices, which this returns per
+        element of ``slots`` (:meth:`Calibrator.begin`)."""
+        uniq, local = np.unique(slots, return_inverse=True)
+        for c in self._kept:
+            c.begin(uniq)
+        return local
+
+    def end(self) -> None:
+        for c in self._kept:
+            c.end()
 
     def judge(
         self, slot: int, raws: list[float | None], mute_from: int | None = None
@@ -107,9 +132,9 @@ class Fusion:
         muted: list[float] = []
         spare: list[float] = []  # fallback detectors' values
         model_cal = None
-        for i, (c, raw, on, fb) in enumerate(zip(self.cals.values(), raws, self.active,
-                                                 self.fallback, strict=True)):
-            if raw is None or not (on or fb):
+        for i, c, fb in self._used:
+            raw = raws[i]
+            if raw is None:
                 continue
             z = c.calibrate(slot, raw)
             if self._zscore:
@@ -134,14 +159,15 @@ class Fusion:
         return sum(zs) / math.sqrt(len(zs)) if self._stouffer else max(zs)
 
     def state_dict(self, slots: Any) -> dict[str, Any]:
-        return {name: c.state_dict(slots) for name, c in self.cals.items() if name != "model"}
+        return {name: c.state_dict(slots) for name, c in self.cals.items()
+                if name != "model" and c in self._kept}
 
     def load_state_dict(self, state: dict[str, Any] | None, slots: list[int]) -> None:
         """Restore the calibrators but the model's (restored on its own);
         checkpoints written before fusion carry none: those start fresh."""
         self.ensure(max(slots, default=-1) + 1)
         for name, c in self.cals.items():
-            if name == "model":
+            if name == "model" or c not in self._kept:
                 continue
             if state and name in state:
                 c.load_state_dict(state[name], slots)

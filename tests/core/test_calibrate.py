@@ -4,6 +4,7 @@ a key (it stops being flagged after a bounded number of windows)."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from streamgen.config import CalibrateConfig
 from streamgen.core.calibrate import MAX_FLAGGED_RUN, Calibrator
@@ -146,17 +147,26 @@ def test_engine_key_with_a_permanent_shift_stops_being_flagged():
     assert flags.sum() <= MAX_FLAGGED_RUN and not flags[MAX_FLAGGED_RUN + 30 :].any()
 
 
-def test_zscore_observe_is_calibrate_then_update():
-    cfg = CalibrateConfig(warmup_windows=20)
+@pytest.mark.parametrize("method", ["zscore", "quantile", "pot"])
+def test_a_batch_on_local_indices_equals_slot_by_slot(method):
+    """Between begin() and end() the calibrator works on Python lists through local indices
+    (the engine's hot path); the state it writes back is the one slot-by-slot calls make."""
+    cfg = CalibrateConfig(method=method, warmup_windows=20)
     c, ref = Calibrator(cfg, max_flagged_run=40), Calibrator(cfg, max_flagged_run=40)
-    c.ensure(2)
-    ref.ensure(2)
+    c.ensure(5)
+    ref.ensure(5)
     scores = _scores(1500, 7)
     scores[400:600] *= 50  # flagged windows, then a restart after 40 in a row
     scores[::97] = 0.0
-    for i, s in enumerate(scores):
-        slot, protect = i % 2, i % 5 != 0 or i > 300
-        # The generic path: calibrate() then update(), as the quantile method runs it.
-        assert c.observe(slot, float(s), protect) == ref._observe_parts(slot, float(s), protect)
-    for name in ("mu", "var", "count", "run"):
+    slots = np.array([4, 1, 3])
+    for start in range(0, len(scores), 250):
+        c.begin(slots)
+        for i in range(start, min(start + 250, len(scores))):
+            s, loc, protect = float(scores[i]), i % 3, i % 5 != 0 or i > 300
+            assert c.observe(loc, s, protect) == ref.observe(int(slots[loc]), s, protect)
+            if i == 1000:
+                c.reset(loc)
+                ref.reset(int(slots[loc]))
+        c.end()
+    for name in ("mu", "var", "count", "run", "tail"):
         np.testing.assert_array_equal(getattr(c, name), getattr(ref, name), name)

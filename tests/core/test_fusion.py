@@ -115,11 +115,13 @@ def test_fused_checkpoint_state_round_trips(tmp_path):
     state = keys_state(eng)
     eng2, _ = _engine_rows(rows[:2])
     load_keys_state(eng2, state)
-    for name in ("diff", "shape"):
+    for name in ("shape", "shape1"):
         a, b = eng.fusion.cals[name], eng2.fusion.cals[name]
         sa, sb = eng.store.slots, eng2.store.slots
         for k in "ab":
             assert a.count[sa[k]] == b.count[sb[k]] and a.mu[sa[k]] == b.mu[sb[k]]
+    # Detectors that are off keep no per-slot statistics (nor checkpoint any).
+    assert len(eng.fusion.cals["diff"].count) == 0 and "diff" not in state["fusion"]
     assert eng.shape is not None and eng2.shape is not None
     np.testing.assert_array_equal(eng.shape.mean[eng.store.slots["a"]],
                                   eng2.shape.mean[eng2.store.slots["a"]])
