@@ -1,4 +1,4 @@
-"""Architecture rules that keep the core portable (design.md §1)."""
+"""Architecture rules that keep the core portable (docs/architecture.md, "Layers and boundaries")."""
 
 from __future__ import annotations
 

@@ -67,7 +67,7 @@ class AlertEvent:
     count: int
 
     def as_dict(self) -> dict[str, object]:
-        """Plain dict for an alert output row (design.md §3)."""
+        """Plain dict for an alert output row (docs/architecture.md, "Record and output contracts")."""
         return {
             "key": self.key,
             "state": self.state,

@@ -1,6 +1,6 @@
 """Raw message → :class:`~streamgen.records.Record`, or a dead letter with a reason.
 
-The record contract (design.md §3):
+The record contract (docs/architecture.md, "Record and output contracts"):
 
 * **key**: the Kafka message key, else field ``decode.key_field``, else ``"default"``.
 * **time**: field ``decode.time_field`` (JSON) or column ``decode.csv_time_column`` (CSV);

@@ -11,7 +11,7 @@ Kafka wire protocol, started on a free loopback port without Docker or a JVM.
 
 Only the standard library and kafka-python are used. Every server binds to 127.0.0.1.
 
-Known differences of Tansu 0.6.0 from Apache Kafka (see ``tansu-notes.md``):
+Known differences of Tansu 0.6.0 from Apache Kafka (docs/architecture.md, "Test broker (Tansu)"):
 
 * ``JoinGroup`` is held for ``session_timeout_ms / 2`` before the group forms, so every
   consumer-group join costs that long (22.5 s with kafka-python's 45 s default). Tests use

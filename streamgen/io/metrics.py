@@ -5,10 +5,10 @@ private :class:`~prometheus_client.CollectorRegistry`; :class:`MetricsServer` se
 standard library's threading HTTP server: ``/metrics`` (exposition, OpenMetrics when asked),
 ``/healthz`` (liveness) and ``/readyz`` (readiness).
 
-Names follow design.md §5: ``streamgen_`` prefix, base units, ``_total`` on counters, and only
-bounded labels. No hook takes a record key; on top of that every label keeps at most
-``max_label_values`` distinct values per metric and maps the rest to ``"other"``, so a bug
-upstream cannot blow up the series count.
+Names follow docs/architecture.md, "Metrics and health": ``streamgen_`` prefix, base units,
+``_total`` on counters, and only bounded labels. No hook takes a record key; on top of that
+every label keeps at most ``max_label_values`` distinct values per metric and maps the rest
+to ``"other"``, so a bug upstream cannot blow up the series count.
 
 Metrics (name, type, labels, meaning):
 

@@ -1,4 +1,4 @@
-"""One contract test over every registered online model (style.md habit 5)."""
+"""One contract test over every registered online model (docs/architecture.md, "Add a model")."""
 
 from __future__ import annotations
 

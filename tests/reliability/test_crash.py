@@ -1,5 +1,6 @@
-"""Crash safety of ``streamgen run`` (design.md §2: at-least-once outputs, no input skipped,
-duplicates bounded by one checkpoint interval, no point folded twice).
+"""Crash safety of ``streamgen run``: at-least-once outputs, no input skipped, duplicates
+bounded by one checkpoint interval, no point folded twice (docs/architecture.md, "Service
+loop and delivery guarantees").
 
 Random kills: SIGKILL the consumer at random moments while a labelled stream is live,
 restarting it each time, next to an uninterrupted reference run of the same input (own group,
