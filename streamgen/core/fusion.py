@@ -1,6 +1,6 @@
 """One anomaly score per record, on one scale from a key's first point on.
 
-The ``score`` of a record fuses per-key calibrated evidence from up to three detectors
+The ``score`` of a record fuses per-key calibrated evidence from up to five detectors
 (``calibrate.detectors``):
 
 * ``model``: the model's raw score of the window ending at the record (reconstruction and

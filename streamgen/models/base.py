@@ -23,7 +23,7 @@ class SeqModelConfig:
     # (normalized) units of its reconstruction; 0 uses the raw window throughout.
     robust_limit: float = 1.5
     # "gru": GRU encoder and recurrent GRU decoder; "mlp": window MLPs (faster on CPU).
-    arch: str = "gru"
+    arch: str = "mlp"
 
 
 @dataclass
