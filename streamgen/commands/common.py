@@ -3,14 +3,34 @@
 from __future__ import annotations
 
 import argparse
+import gc
+import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
-from tqdm import tqdm
+if TYPE_CHECKING:  # imported where used: the parsers are built without them (start-up time)
+    from streamgen.config import PipelineConfig
+    from streamgen.core.engine import BatchStats, Engine
+    from streamgen.io.files import FileSource
 
-from streamgen.config import PipelineConfig, load_pipeline
-from streamgen.core.engine import BatchStats, Engine
-from streamgen.io.files import FileSource
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """The cyclic garbage collector off for the block (for imports, not for work).
+
+    Importing torch makes ~10^5 long-lived objects, and the collections they set off on the
+    way cost ~15% of its import time for nothing; the next collection (or ``freeze_heap``)
+    sees them as usual.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def add_pipeline_args(p: argparse.ArgumentParser) -> None:
@@ -22,11 +42,41 @@ def add_pipeline_args(p: argparse.ArgumentParser) -> None:
 
 
 def pipeline_from_args(args: argparse.Namespace, extra: list[str] | None = None) -> PipelineConfig:
+    from streamgen.config import load_pipeline
+
     return load_pipeline(getattr(args, "pipeline", None), list(args.overrides) + (extra or []))
 
 
+class Bar(Protocol):
+    """What the loops use of a progress bar."""
+
+    def update(self, n: int = 1) -> Any: ...
+
+    def close(self) -> None: ...
+
+
+class _NoBar:
+    """A hidden bar: what ``tqdm(disable=True)`` does, without importing tqdm."""
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def progress_bar(show: bool, **kwargs: Any) -> Bar:
+    """``tqdm(**kwargs)`` on stderr when ``show``, else a no-op bar (tqdm not imported)."""
+    if not show:
+        return _NoBar()
+    from tqdm import tqdm
+
+    bar: Bar = tqdm(file=sys.stderr, **kwargs)
+    return bar
+
+
 def process_file(
-    engine: Engine, source: FileSource, max_records: int, bar: tqdm
+    engine: Engine, source: FileSource, max_records: int, bar: Bar
 ) -> Iterator[BatchStats]:
     """Run ``engine`` over a CSV/JSONL file source in micro-batches, yielding each batch's
     stats; the last item is the release of records held by the reorder gate."""
@@ -41,6 +91,8 @@ def process_file(
 
 def file_source(engine: Engine, path: str | Path) -> FileSource:
     """A file source for ``engine`` (records bounded by its ``decode.max_record_bytes``)."""
+    from streamgen.io.files import FileSource
+
     return FileSource(path, engine.cfg.decode.max_record_bytes)
 
 

@@ -20,10 +20,10 @@ import time
 from collections import defaultdict
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from streamgen.config import PipelineConfig, apply_overrides, build_config, load_pipeline
-from streamgen.core.engine import iso_ms
+if TYPE_CHECKING:  # imported where used: the parser is built without them (start-up time)
+    from streamgen.config import PipelineConfig
 
 # The built-in demo pipeline; pipelines/demo.yaml is a commented copy (a test keeps them equal).
 DEMO_PIPELINE: dict[str, Any] = {
@@ -73,6 +73,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def demo_config(args: argparse.Namespace, bootstrap: str, ckpt_dir: str,
                 metrics_port: int) -> PipelineConfig:
+    from streamgen.config import apply_overrides, build_config, load_pipeline
+
     cfg = load_pipeline(args.pipeline) if args.pipeline else build_config(DEMO_PIPELINE)
     forced = [
         f"kafka.bootstrap_servers={bootstrap}", f"checkpoint.dir={ckpt_dir}",
@@ -120,6 +122,8 @@ class _AlertPrinter:
         self.resolved = 0
 
     def add(self, row: Mapping[str, Any]) -> None:
+        from streamgen.core.engine import iso_ms
+
         self.fh.write(json.dumps(dict(row), default=str) + "\n")
         start = iso_ms(int(row["start_ms"]))[11:23] if row.get("start_ms") is not None else "?"
         if row.get("state") == "firing":

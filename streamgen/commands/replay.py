@@ -21,11 +21,13 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from streamgen.commands.common import add_pipeline_args, pipeline_from_args
-from streamgen.config import DecodeConfig
 from streamgen.errors import ConfigError, SourceError
+
+if TYPE_CHECKING:  # the parser is built without it (start-up time)
+    from streamgen.config import DecodeConfig
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import argparse
 
-import yaml
-
-from streamgen.config import load_pipeline
 from streamgen.errors import ConfigError
 
 
@@ -39,6 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def parse_options(items: list[str]) -> dict[str, object]:
     """``KEY=VALUE`` strings → dict (values parsed as YAML scalars)."""
+    import yaml
+
     out: dict[str, object] = {}
     for item in items:
         if "=" not in item:
@@ -52,6 +51,7 @@ def parse_options(items: list[str]) -> dict[str, object]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from streamgen.config import load_pipeline
     from streamgen.io.kafka import resolve_security
     from streamgen.io.metrics import PrometheusMetrics
     from streamgen.service import Service, setup_logging

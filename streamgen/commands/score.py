@@ -12,20 +12,16 @@ import sys
 import time
 from pathlib import Path
 
-from tqdm import tqdm
-
 from streamgen.commands.common import (
     add_pipeline_args,
     file_source,
+    gc_paused,
     pipeline_from_args,
     process_file,
+    progress_bar,
     refuse_colliding_paths,
 )
-from streamgen.core import checkpoint
-from streamgen.core.engine import SCORE_COLUMNS, Engine, Sinks
-from streamgen.core.runtime import freeze_heap
 from streamgen.errors import ConfigError
-from streamgen.io.files import FileSink, check_input, file_format
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -45,6 +41,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here, not at the top: ``streamgen --help`` and the parser need none of them.
+    with gc_paused():
+        from streamgen.core import checkpoint
+        from streamgen.core.engine import SCORE_COLUMNS, Engine, Sinks
+        from streamgen.core.runtime import freeze_heap
+        from streamgen.io.files import FileSink, check_input, file_format
+
     extra = []
     if args.model:
         extra.append(f"model.name={args.model}")
@@ -72,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
         checkpoint.load_full_state(engine, checkpoint.load(args.checkpoint_in))
     freeze_heap()  # everything built so far lives as long as the loop
     show = sys.stderr.isatty() if args.progress is None else args.progress
-    bar = tqdm(unit=" rows", disable=not show, file=sys.stderr, desc="scoring")
+    bar = progress_bar(show, unit=" rows", desc="scoring")
     t0 = time.perf_counter()
     n = dead = anomalies = 0
     source = file_source(engine, args.input)

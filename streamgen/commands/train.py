@@ -13,16 +13,14 @@ import argparse
 import sys
 import time
 
-from tqdm import tqdm
-
 from streamgen.commands.common import (
     add_pipeline_args,
     file_source,
+    gc_paused,
     pipeline_from_args,
     process_file,
+    progress_bar,
 )
-from streamgen.core import checkpoint
-from streamgen.core.engine import Engine
 from streamgen.errors import ConfigError
 
 
@@ -40,6 +38,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # Imported here, not at the top: ``streamgen --help`` and the parser need none of them.
+    with gc_paused():
+        from streamgen.core import checkpoint
+        from streamgen.core.engine import Engine
+
     if args.epochs < 1:
         raise ConfigError("--epochs: must be >= 1")
     extra = [f"model.name={args.model}"] if args.model else []
@@ -55,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
             engine.learner = learner
         elif args.checkpoint_in:
             checkpoint.load_model_state(engine, checkpoint.load(args.checkpoint_in))
-        bar = tqdm(unit=" rows", disable=not show, file=sys.stderr, desc=f"epoch {epoch}")
+        bar = progress_bar(show, unit=" rows", desc=f"epoch {epoch}")
         n = 0
         losses = []
         source = file_source(engine, args.input)
