@@ -77,6 +77,13 @@ class KeyShape:
         self.recent = min(max(0, recent), self.dim)  # 0: the whole window
         d, C = self.dim, n_channels * len(self.spans)
         self._iu = np.triu_indices(d)
+        # The columns of L⁻ᵀ that the score reads (the newest ``recent`` blocks'): where
+        # each of their upper-triangle elements sits in the packed vector, and its place
+        # in a dense (d, k) slice of those columns.
+        k = self.recent or d
+        cols = self._iu[1] >= d - k
+        self._score_src = np.flatnonzero(cols)
+        self._score_dst = (self._iu[0][cols], self._iu[1][cols] - (d - k))
         p = len(self._iu[0])
         self.mean = np.zeros((0, C, d), np.float32)
         self.second = np.zeros((0, C, p), np.float32)
@@ -181,14 +188,15 @@ class KeyShape:
             return out
         s = slots[ready]
         x = self._reduce(windows[ready]) - self.ref[s]  # (b, C, d)
-        u = np.zeros((len(s), S * self.n_channels, d, d), np.float32)
-        u[:, :, self._iu[0], self._iu[1]] = self.inv[s]  # L⁻ᵀ (upper)
-        y = np.einsum("bcij,bci->bcj", u, x)  # (L⁻¹ x) per scale and channel
-        # With L lower triangular and blocks oldest first, y_j² is block j's squared
-        # distance from what the blocks before it predict (the Mahalanobis distance splits
-        # into these sequential terms): the last ``recent`` terms are the newest blocks'.
+        # With L lower triangular and blocks oldest first, y = L⁻¹ x has y_j² = block j's
+        # squared distance from what the blocks before it predict (the Mahalanobis distance
+        # splits into these sequential terms): the last ``recent`` terms are the newest
+        # blocks', y_j = sum_i L⁻ᵀ[i, j] x_i over those columns j of L⁻ᵀ only.
         k = self.recent or d
-        dist = np.sum(y[:, :, d - k :] ** 2, axis=2).reshape(len(s), S, self.n_channels)
+        u = np.zeros((len(s), S * self.n_channels, d, k), np.float32)
+        u[:, :, self._score_dst[0], self._score_dst[1]] = self.inv[s][:, :, self._score_src]
+        y = np.einsum("bcij,bci->bcj", u, x)
+        dist = np.sum(y**2, axis=2).reshape(len(s), S, self.n_channels)
         out[ready] = dist.mean(axis=2)
         return out
 
