@@ -13,14 +13,23 @@ Three measurements in one run, on one broker (a local Tansu by default):
    service's capacity makes the lag, and so the latency, grow for as long as the run lasts:
    those rows are reported as such (with the share of records scored by the end of the drain).
 
-The service runs as a subprocess (``python -m streamgen run``), as in production; producer and
-readers run in this process. Prints a table, and one JSON line with ``--json``.
+Throughput and latency are measured once per output producer of the service
+(``--producers kafka-python,confluent``: ``kafka.producer`` of the pipeline), side by side in
+one run, with the ratio to the raw rate; per stage, the service's own stage timings
+(``streamgen_stage_latency_seconds`` sums, scraped from its ``/metrics``) say where each
+record's time went.
+
+The service runs as a subprocess (``python -m streamgen run``), as in production; the load
+producer and the score reader run in this process, on confluent-kafka when it is installed
+(they cost the service's CPU less than kafka-python would on a small machine). Prints a
+table, and one JSON line with ``--json``.
 
 Usage::
 
     python benchmarks/bench_e2e.py                       # local Tansu, default pipeline model
     python benchmarks/bench_e2e.py --rates 1000,5000 --seconds 30 --set model.hidden=32
     python benchmarks/bench_e2e.py --bootstrap kafka:9092 --json
+    python benchmarks/bench_e2e.py --producers kafka-python,confluent --rates 5000 --seconds 60
 """
 
 from __future__ import annotations
@@ -34,6 +43,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -43,10 +53,12 @@ if __package__ in (None, ""):  # run as a script: make `streamgen` and `benchmar
 
 import numpy as np  # noqa: E402
 import yaml  # noqa: E402
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition  # noqa: E402
+from kafka import KafkaConsumer, TopicPartition  # noqa: E402
 
 from benchmarks.bench_kafka_raw import raw_consume_rate  # noqa: E402
-from streamgen.io.broker import TEST_GROUP_CONFIG, LocalBroker, create_topic  # noqa: E402
+from streamgen.config import KafkaConfig  # noqa: E402
+from streamgen.io.broker import TEST_GROUP_CONFIG, LocalBroker, create_topic, free_port  # noqa: E402
+from streamgen.io.producers import make_producer, producer_kind  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = 100
@@ -64,8 +76,7 @@ def produce(bootstrap: str, topic: str, n: int, rate: float | None = None,
             seconds: float | None = None) -> int:
     """Produce keyed records (``ts`` = wall time at send); paced when ``rate`` is given."""
     rng = random.Random(0)
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5,
-                             batch_size=256 * 1024)
+    producer = make_producer(KafkaConfig(bootstrap_servers=bootstrap), quiet=True)
     keys = [f"sensor-{i}".encode() for i in range(KEYS)]
     t0 = time.monotonic()
     sent = 0
@@ -78,9 +89,10 @@ def produce(bootstrap: str, topic: str, n: int, rate: float | None = None,
                 delay = due - time.monotonic()
                 if delay > 0.002:
                     time.sleep(delay)
-            producer.send(topic, key=keys[seq % KEYS], value=_value(seq, rng, time.time()))
+            producer.send(topic, _value(seq, rng, time.time()), keys[seq % KEYS])
             sent += 1
-        producer.flush(timeout=300)
+        if not producer.flush(300):
+            raise TimeoutError(f"{topic}: load not acknowledged within 300 s")
     finally:
         producer.close(timeout=10)
     return sent
@@ -96,7 +108,19 @@ class ScoreReader(threading.Thread):
         self.stop_event = threading.Event()
         self.seen: set[tuple[int, int]] = set()
 
+    def _note(self, value: bytes, now: float) -> None:
+        row = json.loads(value)
+        pos = (row["partition"], row["offset"])
+        if pos in self.seen:
+            return  # a duplicate: latency counts the first arrival
+        self.seen.add(pos)
+        ts = row.get("ts_ms")
+        self.arrivals.append((now, None if ts is None else ts / 1000.0))
+
     def run(self) -> None:
+        if producer_kind("auto") == "confluent":
+            self._run_confluent()
+            return
         consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None,
                                  enable_auto_commit=False, auto_offset_reset="earliest",
                                  fetch_max_wait_ms=10)
@@ -113,13 +137,30 @@ class ScoreReader(threading.Thread):
                 now = time.time()
                 for records in batch.values():
                     for r in records:
-                        row = json.loads(r.value)
-                        pos = (row["partition"], row["offset"])
-                        if pos in self.seen:
-                            continue  # a duplicate: latency counts the first arrival
-                        self.seen.add(pos)
-                        ts = row.get("ts_ms")
-                        self.arrivals.append((now, None if ts is None else ts / 1000.0))
+                        self._note(r.value, now)
+        finally:
+            consumer.close()
+
+    def _run_confluent(self) -> None:
+        from confluent_kafka import OFFSET_BEGINNING, Consumer
+        from confluent_kafka import TopicPartition as CTP
+
+        consumer = Consumer({"bootstrap.servers": self.bootstrap,
+                             "group.id": f"bench-reader-{uuid.uuid4().hex[:8]}",
+                             "enable.auto.commit": False, "fetch.wait.max.ms": 10})
+        try:
+            parts: list[int] = []
+            while not parts and not self.stop_event.is_set():
+                md = consumer.list_topics(self.topic, timeout=5).topics.get(self.topic)
+                parts = sorted(md.partitions) if md is not None and not md.error else []
+                time.sleep(0.05)
+            consumer.assign([CTP(self.topic, p, OFFSET_BEGINNING) for p in parts])
+            while not self.stop_event.is_set():
+                msgs = consumer.consume(10_000, 0.05)
+                now = time.time()
+                for m in msgs:
+                    if m.error() is None:
+                        self._note(m.value(), now)
         finally:
             consumer.close()
 
@@ -131,14 +172,15 @@ class ScoreReader(threading.Thread):
 
 
 def start_service(bootstrap: str, topic: str, scores: str, workdir: Path,
-                  overrides: list[str]) -> subprocess.Popen[bytes]:
+                  overrides: list[str], producer: str = "auto",
+                  metrics_port: int | None = None) -> subprocess.Popen[bytes]:
     pipeline = {
         "kafka": {"bootstrap_servers": bootstrap, "topics": [topic],
                   "group_id": f"bench-e2e-{uuid.uuid4().hex[:8]}", "scores_topic": scores,
                   "continuations_topic": None, "alerts_topic": None,
-                  "dead_letter_topic": None},
+                  "dead_letter_topic": None, "producer": producer},
         "checkpoint": {"dir": str(workdir / "ckpt"), "interval_seconds": 10},
-        "metrics": {"enabled": False},
+        "metrics": {"enabled": metrics_port is not None, "port": metrics_port or 0},
         "decode": {"label_field": None},
     }
     path = workdir / "pipeline.yaml"
@@ -153,6 +195,40 @@ def start_service(bootstrap: str, topic: str, scores: str, workdir: Path,
     return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
 
 
+STAGES = ("decode", "window", "score", "learn", "total", "checkpoint")
+
+
+def scrape_stages(port: int) -> dict[str, float]:
+    """Seconds spent per stage so far (``streamgen_stage_latency_seconds_sum``)."""
+    out: dict[str, float] = {}
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+            text = resp.read().decode()
+    except OSError:
+        return out
+    for line in text.splitlines():
+        if line.startswith("streamgen_stage_latency_seconds_sum{"):
+            stage = line.split('stage="', 1)[1].split('"', 1)[0]
+            out[stage] = float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def per_record_us(stages: dict[str, float], records: int, wall_s: float) -> dict[str, float]:
+    """µs per record in each stage; ``emit`` (rows built and handed to the producer) is the
+    engine's total less its named stages; ``outside`` is the rest of the wall time (polling
+    Kafka, the consumer's thread, waiting)."""
+    if not stages or records <= 0:
+        return {}
+    us = {k: 1e6 * v / records for k, v in stages.items()}
+    named = sum(us.get(k, 0.0) for k in ("decode", "window", "score", "learn"))
+    out = {k: round(us.get(k, 0.0), 1) for k in ("decode", "window", "score", "learn")}
+    out["emit"] = round(us.get("total", 0.0) - named, 1)
+    out["checkpoint"] = round(us.get("checkpoint", 0.0), 1)
+    out["wall"] = round(1e6 * wall_s / records, 1)
+    out["outside"] = round(out["wall"] - us.get("total", 0.0) - out["checkpoint"], 1)
+    return out
+
+
 def stop_service(proc: subprocess.Popen[bytes]) -> None:
     proc.terminate()
     try:
@@ -163,18 +239,21 @@ def stop_service(proc: subprocess.Popen[bytes]) -> None:
 
 
 def bench_throughput(bootstrap: str, n: int, workdir: Path, overrides: list[str],
-                     timeout_s: float) -> dict[str, Any]:
+                     timeout_s: float, producer: str = "auto") -> dict[str, Any]:
     topic, scores = f"e2e-in-{uuid.uuid4().hex[:8]}", f"e2e-scores-{uuid.uuid4().hex[:8]}"
     create_topic(bootstrap, topic, 3)
     create_topic(bootstrap, scores, 3)
     produce(bootstrap, topic, n)
     reader = ScoreReader(bootstrap, scores)
     reader.start()
-    proc = start_service(bootstrap, topic, scores, workdir, overrides)
+    port = free_port()
+    proc = start_service(bootstrap, topic, scores, workdir, overrides, producer, port)
     deadline = time.monotonic() + timeout_s
+    stages: dict[str, float] = {}
     try:
         while reader.count() < n and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.1)
+        stages = scrape_stages(port)
     finally:
         stop_service(proc)
         reader.stop_event.set()
@@ -182,17 +261,19 @@ def bench_throughput(bootstrap: str, n: int, workdir: Path, overrides: list[str]
     got = reader.count()
     times = [t for t, _ in reader.arrivals]
     span = times[-1] - times[0] if len(times) > 1 else float("nan")
-    return {"records": n, "scored": got, "rate": (got - 1) / span if span > 0 else float("nan")}
+    # Stage sums cover every batch since start-up; the wall time is the scoring span.
+    return {"records": n, "scored": got, "rate": (got - 1) / span if span > 0 else float("nan"),
+            "us_per_record": per_record_us(stages, got, span) if span > 0 else {}}
 
 
 def bench_latency(bootstrap: str, rate: float, seconds: float, workdir: Path,
-                  overrides: list[str], drain_s: float) -> dict[str, Any]:
+                  overrides: list[str], drain_s: float, producer: str = "auto") -> dict[str, Any]:
     topic, scores = f"lat-in-{uuid.uuid4().hex[:8]}", f"lat-scores-{uuid.uuid4().hex[:8]}"
     create_topic(bootstrap, topic, 3)
     create_topic(bootstrap, scores, 3)
     reader = ScoreReader(bootstrap, scores)
     reader.start()
-    proc = start_service(bootstrap, topic, scores, workdir, overrides)
+    proc = start_service(bootstrap, topic, scores, workdir, overrides, producer)
     try:
         # Offer load only once the service scores: produce a trickle until the first row.
         warm_deadline = time.monotonic() + 120
@@ -239,11 +320,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seconds", type=float, default=30.0, help="duration of each offered load")
     p.add_argument("--drain-seconds", type=float, default=60.0,
                    help="wait this long after the load for the last scores")
+    p.add_argument("--producers", default=None,
+                   help="service output producers to compare, comma-separated (kafka-python, "
+                        "confluent, auto); default: both when confluent-kafka is installed")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="pipeline override for the service (repeatable)")
     p.add_argument("--json", action="store_true", help="also print one line of JSON")
     args = p.parse_args(argv)
     rates = [float(r) for r in args.rates.split(",") if r.strip()]
+    if args.producers is None:
+        producers = (["kafka-python", "confluent"] if producer_kind("auto") == "confluent"
+                     else ["kafka-python"])
+    else:
+        producers = [x.strip() for x in args.producers.split(",") if x.strip()]
+    for kind in producers:
+        if kind not in ("auto", "kafka-python", "confluent"):
+            p.error(f"--producers: unknown producer {kind!r}")
+        producer_kind(kind)  # ConfigError now if confluent-kafka is missing
 
     broker = None
     if args.bootstrap:
@@ -252,22 +345,27 @@ def main(argv: list[str] | None = None) -> int:
         broker = LocalBroker().start()
         bootstrap, broker_name = broker.bootstrap, "tansu-memory"
     result: dict[str, Any] = {"benchmark": "e2e", "broker": broker_name,
-                              "overrides": args.overrides}
+                              "overrides": args.overrides, "producers": {}}
     try:
         with tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp:
             raw_topic = f"raw-{uuid.uuid4().hex[:8]}"
             create_topic(bootstrap, raw_topic, 3)
             produce(bootstrap, raw_topic, args.records)
             result["raw_consume_rate"] = raw_consume_rate(bootstrap, raw_topic, args.records)
-            (Path(tmp) / "t").mkdir()
-            result["throughput"] = bench_throughput(
-                bootstrap, args.records, Path(tmp) / "t", args.overrides, timeout_s=600)
-            result["latency"] = []
-            for i, rate in enumerate(rates):
-                work = Path(tmp) / f"l{i}"
-                work.mkdir(parents=True, exist_ok=True)
-                result["latency"].append(bench_latency(
-                    bootstrap, rate, args.seconds, work, args.overrides, args.drain_seconds))
+            for kind in producers:
+                run: dict[str, Any] = {}
+                work = Path(tmp) / kind / "t"
+                work.mkdir(parents=True)
+                run["throughput"] = bench_throughput(
+                    bootstrap, args.records, work, args.overrides, timeout_s=600, producer=kind)
+                run["latency"] = []
+                for i, rate in enumerate(rates):
+                    work = Path(tmp) / kind / f"l{i}"
+                    work.mkdir(parents=True, exist_ok=True)
+                    run["latency"].append(bench_latency(
+                        bootstrap, rate, args.seconds, work, args.overrides,
+                        args.drain_seconds, producer=kind))
+                result["producers"][kind] = run
     finally:
         if broker is not None:
             broker.close()
@@ -278,29 +376,43 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _table(r: dict[str, Any]) -> None:
-    raw, tp = r["raw_consume_rate"], r["throughput"]
+    raw = r["raw_consume_rate"]
     print(f"broker: {r['broker']}   service overrides: {r['overrides'] or 'none'}")
-    print(f"{'measurement':<44}{'records/s':>12}{'vs raw':>9}")
-    print(f"{'raw kafka-python consume (group)':<44}{raw:>12,.0f}{'1.00':>9}")
-    print(f"{'streamgen broker→score→broker (backlog)':<44}{tp['rate']:>12,.0f}"
-          f"{tp['rate'] / raw:>9.3f}   ({tp['scored']:,}/{tp['records']:,} scored)")
+    print(f"{'measurement':<52}{'records/s':>12}{'vs raw':>9}")
+    print(f"{'raw kafka-python consume (group)':<52}{raw:>12,.0f}{'1.00':>9}")
+    for kind, run in r["producers"].items():
+        tp = run["throughput"]
+        label = f"streamgen broker→score→broker, {kind} producer"
+        print(f"{label:<52}{tp['rate']:>12,.0f}{tp['rate'] / raw:>9.3f}   "
+              f"({tp['scored']:,}/{tp['records']:,} scored)")
+    stages = {k: run["throughput"].get("us_per_record") for k, run in r["producers"].items()}
+    if any(stages.values()):
+        cols = ("decode", "window", "score", "learn", "emit", "checkpoint", "outside", "wall")
+        print()
+        print("µs per record by stage (backlog run; emit = rows built + producer send,")
+        print("checkpoint includes the flush, outside = polling Kafka and the rest):")
+        print(f"{'producer':<14}" + "".join(f"{c:>11}" for c in cols))
+        for kind, us in stages.items():
+            if us:
+                print(f"{kind:<14}" + "".join(f"{us.get(c, float('nan')):>11,.1f}" for c in cols))
     print()
-    print(f"{'offered/s':>10}{'sent':>9}{'scored':>9}{'scored/s':>10}{'p50 ms':>10}{'p99 ms':>10}"
-          f"{'max ms':>10}  note")
-    for row in r["latency"]:
-        rate = row.get("score_rate", float("nan"))
-        kept_up = row["scored_fraction"] >= 0.999 and row["drain_s"] <= 5
-        if kept_up:
-            note = "kept up"
-        else:
-            note = (f"did not keep up: scored at {rate:,.0f}/s, backlog drained "
-                    f"{row['drain_s']:.0f} s after the load ended"
-                    if row["scored_fraction"] >= 0.999 else
-                    f"did not keep up: {100 * row['scored_fraction']:.0f}% scored within the "
-                    "drain (latencies of the scored ones only)")
-        print(f"{row['offered_rate']:>10,.0f}{row['sent']:>9,}{row['scored']:>9,}"
-              f"{row.get('score_rate', float('nan')):>10,.0f}{row['p50_ms']:>10,.0f}"
-              f"{row['p99_ms']:>10,.0f}{row['max_ms']:>10,.0f}  {note}")
+    print(f"{'producer':<14}{'offered/s':>10}{'sent':>9}{'scored':>9}{'scored/s':>10}"
+          f"{'p50 ms':>10}{'p99 ms':>10}{'max ms':>10}  note")
+    for kind, run in r["producers"].items():
+        for row in run["latency"]:
+            rate = row.get("score_rate", float("nan"))
+            kept_up = row["scored_fraction"] >= 0.999 and row["drain_s"] <= 5
+            if kept_up:
+                note = "kept up"
+            else:
+                note = (f"did not keep up: scored at {rate:,.0f}/s, backlog drained "
+                        f"{row['drain_s']:.0f} s after the load ended"
+                        if row["scored_fraction"] >= 0.999 else
+                        f"did not keep up: {100 * row['scored_fraction']:.0f}% scored within "
+                        "the drain (latencies of the scored ones only)")
+            print(f"{kind:<14}{row['offered_rate']:>10,.0f}{row['sent']:>9,}{row['scored']:>9,}"
+                  f"{rate:>10,.0f}{row['p50_ms']:>10,.0f}"
+                  f"{row['p99_ms']:>10,.0f}{row['max_ms']:>10,.0f}  {note}")
 
 
 if __name__ == "__main__":

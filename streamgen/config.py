@@ -245,7 +245,8 @@ class BatchConfig(_Frozen):
 
 
 class KafkaConfig(_Frozen):
-    """Kafka connection; ``security`` is passed through to kafka-python (ssl_*, sasl_*)."""
+    """Kafka connection; ``security`` takes kafka-python's option names (ssl_*, sasl_*),
+    translated for librdkafka when the confluent producer is used."""
 
     bootstrap_servers: str = "127.0.0.1:9092"
     topics: list[str] = Field(default_factory=list)
@@ -261,6 +262,10 @@ class KafkaConfig(_Frozen):
     dead_letter_topic: str | None = "streamgen.dlq"
     max_in_flight_batches: int = Field(default=4, ge=1)
     reconnect_backoff_max_seconds: float = Field(default=30.0, gt=0.0)
+    # Output producer client: confluent-kafka (librdkafka; `pip install 'streamgen[fast]'`)
+    # when importable, else kafka-python. Same semantics either way; the consumer is always
+    # kafka-python.
+    producer: Literal["auto", "kafka-python", "confluent"] = "auto"
 
 
 class CheckpointConfig(_Frozen):

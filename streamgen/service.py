@@ -395,7 +395,7 @@ class Service:
             outputs={"scores": k.scores_topic, "continuations": k.continuations_topic,
                      "alerts": k.alerts_topic, "dead_letters": k.dead_letter_topic},
             checkpoint_dir=self.cfg.checkpoint.dir, security=describe_security(k.security),
-            model=self.cfg.model.name,
+            model=self.cfg.model.name, producer=getattr(self.producer, "kind", None),
         ))
         return True
 

@@ -177,10 +177,12 @@ class _Producer(threading.Thread):
         return kinds[i % len(kinds)]
 
     def run(self) -> None:
-        from kafka import KafkaProducer
+        from streamgen.config import KafkaConfig
+        from streamgen.io.producers import make_producer
 
         try:
-            producer = KafkaProducer(bootstrap_servers=self.bootstrap, acks="all", linger_ms=5)
+            producer = make_producer(KafkaConfig(bootstrap_servers=self.bootstrap,
+                                                 client_id="streamgen-demo"), quiet=True)
         except Exception as exc:  # noqa: BLE001 - reported by the main thread
             self.error = exc
             self.done.set()
@@ -197,12 +199,12 @@ class _Producer(threading.Thread):
                 key = str(row["key"])
                 value = dict(row)
                 value["ts"] = round(time.time(), 3)
-                producer.send(self.topic, key=key.encode(), value=json.dumps(value).encode())
+                producer.send(self.topic, json.dumps(value).encode(), key.encode())
                 self.sent += 1
                 if i % MALFORMED_EVERY == MALFORMED_EVERY - 1:
-                    producer.send(self.topic, key=key.encode(), value=self._bad(self.malformed, key))
+                    producer.send(self.topic, self._bad(self.malformed, key), key.encode())
                     self.malformed += 1
-            producer.flush(timeout=30)
+            producer.flush(30)
         except Exception as exc:  # noqa: BLE001
             self.error = exc
         finally:

@@ -110,11 +110,10 @@ def iter_messages(path: Path, decode: DecodeConfig) -> Iterator[tuple[
 
 
 def run(args: argparse.Namespace) -> int:
-    from kafka import KafkaProducer
-    from kafka.errors import KafkaError
     from tqdm import tqdm
 
-    from streamgen.io.kafka import resolve_security
+    from streamgen.errors import SinkError
+    from streamgen.io.producers import Tracker, make_producer
 
     cfg = pipeline_from_args(args)
     path = Path(args.input)
@@ -129,15 +128,11 @@ def run(args: argparse.Namespace) -> int:
     if speed is not None and speed <= 0:
         raise ConfigError("--speed: must be positive")
     bootstrap = args.bootstrap or cfg.kafka.bootstrap_servers
-    try:
-        producer = KafkaProducer(
-            bootstrap_servers=bootstrap.split(","), acks="all", enable_idempotence=True,
-            linger_ms=20, batch_size=256 * 1024, client_id=cfg.kafka.client_id + "-replay",
-            bootstrap_timeout_ms=10_000, **resolve_security(cfg.kafka.security),
-        )
-    except KafkaError as exc:
-        raise SourceError(f"cannot connect to {bootstrap}: {exc!r}") from exc
-    failed: list[BaseException] = []
+    kafka_cfg = cfg.kafka.model_copy(update={"bootstrap_servers": bootstrap,
+                                             "client_id": cfg.kafka.client_id + "-replay"})
+    producer = make_producer(kafka_cfg, defaults={"linger_ms": 20, "bootstrap_timeout_ms": 10_000},
+                             quiet=True)
+    tracker = Tracker()
     show = sys.stderr.isatty() if args.progress is None else args.progress
     bar = tqdm(unit=" msg", disable=not show, file=sys.stderr, desc=f"replay → {topic}")
     n = 0
@@ -151,23 +146,25 @@ def run(args: argparse.Namespace) -> int:
                 delay = t0 + (ts - first_ts) / 1000.0 / speed - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
-            fut = producer.send(
-                topic, key=key, value=value,
+            producer.send(
+                topic, value, key,
                 partition=part if args.keep_partitions else None,
-                timestamp_ms=ts if args.keep_timestamps else None,
+                timestamp_ms=ts if args.keep_timestamps else None, tracker=tracker,
             )
-            fut.add_errback(failed.append)
             n += 1
             bar.update(1)
-        producer.flush(timeout=120)
-    except KafkaError as exc:
-        raise SourceError(f"replay to {topic} failed after {n} messages: {exc!r}") from exc
+        if not producer.flush(120):
+            raise SourceError(f"replay to {topic}: {tracker.outstanding()} messages not "
+                              "acknowledged within 120 s")
+    except SinkError as exc:
+        raise SourceError(f"replay to {topic} failed after {n} messages: {exc}") from exc
     finally:
         bar.close()
         producer.close(timeout=10)
     secs = time.monotonic() - t0
     print(f"replayed {n:,} messages from {path} to {topic} in {secs:.1f}s "
           f"({n / max(secs, 1e-9):,.0f} msg/s)", file=sys.stderr)
+    failed = tracker.failed
     if failed:
         print(f"streamgen: {len(failed)} messages failed, first: {failed[0]!r}", file=sys.stderr)
         return 1

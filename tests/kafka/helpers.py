@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
@@ -31,6 +32,20 @@ SMALL_MODEL = {
     "calibrate": {"warmup_windows": 10},
 }
 GROUP_OPTIONS = ["session_timeout_ms=6000", "heartbeat_interval_ms=1000"]
+
+try:
+    import confluent_kafka  # noqa: F401
+
+    HAVE_CONFLUENT = True
+except ImportError:
+    HAVE_CONFLUENT = False
+
+# kafka.producer values for tests run with each output producer.
+PRODUCERS = [
+    "kafka-python",
+    pytest.param("confluent", marks=pytest.mark.skipif(
+        not HAVE_CONFLUENT, reason="confluent-kafka not installed")),
+]
 
 # One of each kind of bad record the decoder rejects.
 MALFORMED = [

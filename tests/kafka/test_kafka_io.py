@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from kafka.errors import KafkaTimeoutError, NotLeaderForPartitionError
 from kafka.future import Future
 
 from streamgen.errors import ConfigError, SinkError
-from streamgen.io.kafka import KafkaSink, describe_security, encode_row, resolve_security
+from streamgen.io.kafka import (
+    KafkaSink,
+    describe_security,
+    encode_json,
+    encode_row,
+    resolve_security,
+)
 
 pytestmark = pytest.mark.kafka
 
@@ -116,3 +124,27 @@ def test_encode_row_strict_json():
     import numpy as np
 
     assert encode_row({"v": np.float32(2.5), "w": [1.0, float("inf")]}) == b'{"v":2.5,"w":[1.0,null]}'
+
+
+_JSONISH = st.recursive(
+    st.none() | st.booleans() | st.floats() | st.integers(min_value=-2**70, max_value=2**70)
+    | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner,
+                                                                 max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(st.text(max_size=8), _JSONISH, max_size=8))
+def test_encode_row_is_byte_identical_with_and_without_orjson(row):
+    """The orjson fast path (when installed) writes exactly what the json module writes:
+    tiny floats, DEL, non-ASCII text, big integers fall back to json."""
+    assert encode_row(row) == encode_json(row)
+
+
+@pytest.mark.parametrize("value", [1e-7, -1.5e-5, 1e16, 0.1, "caf\u00e9", "del\x7f", 2**64,
+                                   float("inf"), [1e-300, "\n"]])
+def test_encode_row_edge_values(value):
+    row = {"key": "k", "v": value}
+    assert encode_row(row) == encode_json(row)

@@ -22,6 +22,7 @@ from streamgen.io.metrics import PrometheusMetrics
 from streamgen.service import Service
 from tests.kafka.helpers import (
     MALFORMED,
+    PRODUCERS,
     SMALL_MODEL,
     Producing,
     produce,
@@ -58,7 +59,8 @@ def _run_until(service: Service, done, timeout_s: float) -> threading.Thread:
     return thread
 
 
-def test_one_score_per_offset_and_dead_letters(kafka_broker, kafka_topic, tmp_path):
+@pytest.mark.parametrize("producer", PRODUCERS)
+def test_one_score_per_offset_and_dead_letters(kafka_broker, kafka_topic, tmp_path, producer):
     topic = kafka_topic(3)
     prefix = f"out-{uuid.uuid4().hex[:8]}"
     rows = stream_rows(n_keys=6, n_points=300)
@@ -70,8 +72,10 @@ def test_one_score_per_offset_and_dead_letters(kafka_broker, kafka_topic, tmp_pa
     assert len({p for p, _ in sent.records}) == 3  # keys spread over all partitions
 
     cfg = _config(kafka_broker.bootstrap, topic, tmp_path / "ckpt", prefix)
+    cfg = cfg.model_copy(update={"kafka": cfg.kafka.model_copy(update={"producer": producer})})
     service = Service(cfg, kafka_options=TEST_GROUP_CONFIG)
     thread = _run_until(service, lambda: service.stats.records >= n, 90)
+    assert service.producer is not None and service.producer.kind == producer
     service.stop()
     thread.join(60)
     assert not thread.is_alive()
