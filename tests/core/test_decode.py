@@ -171,3 +171,42 @@ def test_a_key_that_is_an_object_or_a_list_is_dead_lettered():
         assert isinstance(out, DeadLetter) and out.reason == "key field key holds an object or a list"
     ok = d.decode(RawMessage(b'{"key": 7, "ts": 1700000000, "x": 1.0}', Position("t", 0, 1)))
     assert isinstance(ok, Record) and ok.key == "7"  # numbers name keys by their text
+
+
+csv_cells = st.sampled_from(["", " ", "1.5", " 2 ", "nan", "inf", "1e31", "-1e30", "1_000", "abc",
+                             "1700000000", "1700000000000", "2023-11-14T22:13:20Z", "0", "1",
+                             "0.5", "9" * 40])
+
+
+@given(
+    st.lists(st.tuples(st.dictionaries(st.sampled_from(["timestamp", "x", "y", "key",
+                                                        "is_anomaly"]), csv_cells, max_size=2),
+                       st.sets(st.sampled_from(["timestamp", "x", "key", "is_anomaly"]),
+                               max_size=1),
+                       st.booleans()), max_size=8),
+    st.sampled_from([0, 10_000]),
+)
+@settings(max_examples=300, deadline=None)
+def test_fast_path_decodes_csv_rows_as_the_general_one(rows, skew):
+    """CSV rows (text cells, a missing cell, surplus cells under the key None) decode the
+    same through the fast path and the general one."""
+    cfg = DecodeConfig(max_time_skew_ms=skew)
+    fast, general = Decoder(cfg), _GeneralOnly(cfg)
+    first = RawMessage({"key": "k", "timestamp": "1700000000", "x": "1.0", "y": "2"},
+                       Position("f", 0, 0))
+    fast.decode(first), general.decode(first)  # fixes the channels: x, y
+    for i, (changed, dropped, surplus) in enumerate(rows):
+        row: dict = {"key": "k", "timestamp": str(1700000000 + i), "x": "0.5", "y": "-2",
+                     "is_anomaly": "0", **changed}
+        row = {k: v for k, v in row.items() if k not in dropped}
+        if surplus:
+            row[None] = ["extra"]
+        msg = RawMessage(row, Position("f", 0, i + 1))
+        a, b = fast.decode(msg), general.decode(msg)
+        assert type(a) is type(b)
+        if isinstance(a, Record):
+            assert (a.key, a.ts_ms, a.values.tolist(), a.label) == (
+                b.key, b.ts_ms, b.values.tolist(), b.label)
+        else:
+            assert (a.reason, a.raw) == (b.reason, b.raw)
+        assert fast.max_ts_ms == general.max_ts_ms
