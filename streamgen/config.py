@@ -18,8 +18,10 @@ Examples
 
 from __future__ import annotations
 
+import difflib
+import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -316,18 +318,100 @@ class PipelineConfig(_Frozen):
     output: OutputConfig = OutputConfig()
 
 
-def _format_error(exc: ValidationError) -> str:
+def _format_error(exc: ValidationError, via_set: bool = False) -> str:
+    """The first error as one line naming the field, with a hint where one helps: the
+    closest valid name for an unknown setting, the expected syntax for a list or map
+    field (``--set`` syntax when the value came from ``--set``, else YAML), the closest
+    choice for a misspelled option."""
     err = exc.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"]) or "pipeline"
-    return f"{loc}: {err['msg']}"
+    loc = tuple(str(p) for p in err["loc"])
+    where = ".".join(loc) or "pipeline"
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return _unknown_setting(where, list(loc))
+    msg = err["msg"]
+    if kind in ("list_type", "dict_type") and loc:
+        msg += f", e.g. {_example(loc, kind == 'list_type', via_set)}"
+    elif kind == "literal_error" and isinstance(err.get("input"), str):
+        choices = re.findall(r"'([^']*)'", str(err.get("ctx", {}).get("expected", "")))
+        close = difflib.get_close_matches(err["input"], choices, n=1, cutoff=0.6)
+        if close:
+            msg += f" (did you mean {close[0]!r}?)"
+    return f"{where}: {msg}"
 
 
-def build_config(data: dict[str, Any] | None) -> PipelineConfig:
-    """Validate a plain mapping into a :class:`PipelineConfig` or raise ConfigError."""
+# Examples of the list and map settings for error messages (others get a generic one).
+_EXAMPLES: dict[tuple[str, ...], str] = {
+    ("decode", "value_fields"): "[temp,humidity]",
+    ("kafka", "topics"): "[sensors,events]",
+    ("calibrate", "detectors"): "[model,shape]",
+    ("calibrate", "fallback"): "[diff]",
+    ("kafka", "security"): "{sasl_mechanism: PLAIN, sasl_plain_username: me}",
+}
+
+
+def _example(loc: tuple[str, ...], is_list: bool, via_set: bool) -> str:
+    """``--set 'a.b=[x,y]'`` (or the YAML line ``b: [x, y]``) for the list or map ``loc``."""
+    value = _EXAMPLES.get(loc, "[a,b]" if is_list else "{name: value}")
+    if via_set:
+        return f"--set '{'.'.join(loc)}={value}'"
+    return f"{loc[-1]}: " + re.sub(r",(?=\S)", ", ", value)
+
+
+def _section(model: type[BaseModel], name: str) -> type[BaseModel] | None:
+    """The section class of field ``name`` of ``model`` (None for a setting)."""
+    ann = model.model_fields[name].annotation
+    return ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+
+
+def _is_map(model: type[BaseModel], name: str) -> bool:
+    """Whether field ``name`` is a free-form mapping (``kafka.security``)."""
+    ann = model.model_fields[name].annotation
+    return any(get_origin(a) is dict or a is dict for a in (ann, *get_args(ann)))
+
+
+def _unknown_setting(dotted: str, parts: list[str]) -> str:
+    """``dotted: unknown setting`` with the closest valid path (every misspelled level
+    corrected), else the valid names at the first unknown level."""
+    model: type[BaseModel] | None = PipelineConfig
+    in_map = False  # inside a free-form map: any key
+    fixed: list[str] = []
+    first_bad: tuple[str, list[str]] | None = None
+    for part in parts:
+        if model is None:
+            if not in_map:  # a path below a plain setting has no valid spelling
+                break
+            fixed.append(part)
+            in_map = False
+            continue
+        names = list(model.model_fields)
+        if part not in names:
+            if first_bad is None:
+                first_bad = (".".join(fixed), names)
+            close = difflib.get_close_matches(part, names, n=1, cutoff=0.6)
+            if not close:
+                break
+            part = close[0]
+        fixed.append(part)
+        in_map = _is_map(model, part)
+        model = _section(model, part)
+    else:
+        if first_bad is not None:
+            return f"{dotted}: unknown setting (did you mean {'.'.join(fixed)}?)"
+    if first_bad is None:
+        return f"{dotted}: unknown setting"
+    prefix, names = first_bad
+    where = f"under {prefix}" if prefix else "at the top level"
+    return f"{dotted}: unknown setting; valid {where}: {', '.join(sorted(names))}"
+
+
+def build_config(data: dict[str, Any] | None, via_set: bool = False) -> PipelineConfig:
+    """Validate a plain mapping into a :class:`PipelineConfig` or raise ConfigError
+    (``via_set``: the values came from ``--set``, and hints use its syntax)."""
     try:
         return PipelineConfig.model_validate(data or {})
     except ValidationError as exc:
-        raise ConfigError(_format_error(exc)) from None
+        raise ConfigError(_format_error(exc, via_set)) from None
 
 
 def load_pipeline(path: str | Path | None, overrides: list[str] | None = None) -> PipelineConfig:
@@ -348,7 +432,9 @@ def load_pipeline(path: str | Path | None, overrides: list[str] | None = None) -
 
 
 def apply_overrides(cfg: PipelineConfig, overrides: list[str]) -> PipelineConfig:
-    """Apply ``dotted.key=value`` strings (values parsed as YAML scalars)."""
+    """Apply ``dotted.key=value`` strings (values parsed as YAML scalars; lists and maps
+    in YAML flow syntax, ``[a,b]`` and ``{k: v}``; a free-form map such as
+    ``kafka.security`` also takes ``kafka.security.KEY=value``)."""
     if not overrides:
         return cfg
     data = cfg.model_dump()
@@ -356,16 +442,33 @@ def apply_overrides(cfg: PipelineConfig, overrides: list[str]) -> PipelineConfig
         if "=" not in item:
             raise ConfigError(f"--set: expected dotted.key=value, got {item!r}")
         dotted, raw = item.split("=", 1)
-        parts = dotted.strip().split(".")
+        dotted = dotted.strip()
+        if not dotted:
+            raise ConfigError(f"--set: expected dotted.key=value, got {item!r}")
+        parts = dotted.split(".")
         node = data
-        for part in parts[:-1]:
+        model: type[BaseModel] | None = PipelineConfig
+        for depth, part in enumerate(parts[:-1]):
+            if model is None:  # a free-form map takes one more level: its keys
+                raise ConfigError(
+                    f"{dotted}: {'.'.join(parts[:depth])} takes KEY=value pairs, e.g. "
+                    f"--set {'.'.join(parts[:depth])}.{part}=value"
+                )
+            if part not in model.model_fields:
+                raise ConfigError(_unknown_setting(dotted, parts))
+            sub = _section(model, part)
+            if sub is None and not _is_map(model, part):
+                raise ConfigError(
+                    f"{dotted}: unknown setting ({'.'.join(parts[: depth + 1])} is a setting, "
+                    f"not a section)"
+                )
             if not isinstance(node.get(part), dict):
-                raise ConfigError(f"{dotted}: unknown setting")
-            node = node[part]
-        if parts[-1] not in node:
-            raise ConfigError(f"{dotted}: unknown setting")
+                node[part] = {}
+            node, model = node[part], sub
+        if model is not None and parts[-1] not in model.model_fields:
+            raise ConfigError(_unknown_setting(dotted, parts))
         try:
             node[parts[-1]] = yaml.safe_load(raw)
         except yaml.YAMLError:
             node[parts[-1]] = raw
-    return build_config(data)
+    return build_config(data, via_set=True)

@@ -260,6 +260,7 @@ class ScoreRows:
     warm: NDArray[np.bool_] | None
     label: NDArray[np.bool_] | None
     warnings: list[str]
+    has_label_column: bool = False  # the file has a ``label`` column (maybe all empty)
 
 
 def _default_score_column(
@@ -348,6 +349,7 @@ def read_scores(path: Path, score_column: str | None = None) -> ScoreRows:
         warm=flags("warm"),
         label=label,
         warnings=warnings,
+        has_label_column="label" in has,
     )
 
 
@@ -363,6 +365,11 @@ def join_labels(path: Path | None, scores: ScoreRows) -> LabelJoin:
     Without ``path`` the ``label`` column of the scores is used.
     """
     if path is None:
+        if scores.label is None and scores.has_label_column:
+            raise ConfigError(
+                "--labels is required: the scores' 'label' column is empty (the scored input "
+                "had no values in decode.label_field, 'is_anomaly' by default)"
+            )
         if scores.label is None:
             raise ConfigError("--labels is required: the scores have no 'label' column")
         return LabelJoin(
