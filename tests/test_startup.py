@@ -13,8 +13,8 @@ import pytest
 
 from streamgen import cli
 
-HEAVY = ("torch", "numpy", "pydantic", "yaml", "tqdm", "kafka", "prometheus_client",
-         "matplotlib", "river", "streamgen.config", "streamgen.core.engine")
+HEAVY = ("torch", "numpy", "pydantic", "yaml", "tqdm", "kafka", "confluent_kafka",
+         "prometheus_client", "matplotlib", "river", "streamgen.config", "streamgen.core.engine")
 # Subcommands whose ``--help`` imports none of HEAVY (``evaluate`` needs numpy at import and
 # ``backfill``/``evaluate-generated`` torch: their modules import them at the top).
 LIGHT = ("score", "train", "run", "demo", "record", "replay", "bench")
