@@ -34,7 +34,7 @@ class _Frozen(BaseModel):
 
 
 class DecodeConfig(_Frozen):
-    """How raw messages become records (design.md §3)."""
+    """How raw messages become records (docs/architecture.md, "Record and output contracts")."""
 
     key_field: str = "key"
     time_field: str = "ts"

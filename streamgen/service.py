@@ -1,4 +1,4 @@
-"""The long-running consumer: Kafka → engine → Kafka, with checkpoints (design.md §2).
+"""The long-running Kafka consumer (docs/architecture.md, "Service loop and delivery guarantees").
 
 :class:`Service` polls micro-batches from a :class:`~streamgen.io.kafka.KafkaSource`, runs
 them through the :class:`~streamgen.core.engine.Engine`, and every
