@@ -3,7 +3,8 @@
 ::
 
     streamgen backfill INPUT --model gan|vae --output-dir DIR [--pipeline FILE] [--set K=V]
-        [--epochs N] [--checkpoint-in CKPT] [--checkpoint-out CKPT] [--max-seconds S]
+        [--epochs N] [--steps-per-epoch N] [--checkpoint-in CKPT] [--checkpoint-out CKPT]
+        [--max-seconds S] [--[no-]progress]
     streamgen evaluate-generated --real FILE|sines --synthetic FILE [--output-dir DIR]
     streamgen evaluate-generated --model gan|vae --input FILE|sines [--epochs N] [--output-dir DIR]
 
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 from streamgen.batch.backfill import BackfillOptions, backfill
@@ -29,14 +29,19 @@ from streamgen.errors import ConfigError
 def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, help="total epochs (default 30; with --checkpoint-in: "
                    "the checkpoint's, i.e. no further training)")  # fmt: skip
+    p.add_argument("--steps-per-epoch", type=int, metavar="N",
+                   help="batches per epoch, drawn at random (default: a full pass capped at "
+                   "60 for vae, 30 for gan; 0: a full pass over every window)")  # fmt: skip
     p.add_argument("--batch-size", type=int, help="windows per step (default model.train_batch)")
     p.add_argument("--lr", type=float, help="learning rate (default model.lr)")
     p.add_argument("--patience", type=int, default=10, help="early-stopping patience (epochs)")
-    p.add_argument("--max-seconds", type=float, help="stop training after this much time")
+    p.add_argument("--max-seconds", type=float,
+                   help="stop training after this much time (checked after every step)")  # fmt: skip
     p.add_argument("--seed", type=int, help="random seed (default model.seed)")
     p.add_argument("--device", help="auto, cpu, cuda, cuda:N (default model.device)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                   help="progress bars on stderr (default: when stderr is a terminal)")  # fmt: skip
+                   help="progress on stderr (default on: bars on a terminal, else a plain line "
+                   "every few seconds)")  # fmt: skip
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -79,6 +84,9 @@ def _train_config(args: argparse.Namespace, m: ModelConfig) -> TrainConfig:
         v = getattr(args, name, None)
         if v is not None and v <= 0 and not (name == "epochs" and v == 0):
             raise ConfigError(f"--{name.replace('_', '-')}: must be positive, got {v}")
+    spe = getattr(args, "steps_per_epoch", None)
+    if spe is not None and spe < 0:
+        raise ConfigError(f"--steps-per-epoch: must not be negative, got {spe}")
     return TrainConfig(
         epochs=args.epochs if args.epochs is not None else 30,
         batch_size=args.batch_size or m.train_batch,
@@ -88,7 +96,9 @@ def _train_config(args: argparse.Namespace, m: ModelConfig) -> TrainConfig:
         seed=args.seed if args.seed is not None else m.seed,
         device=args.device or m.device,
         max_seconds=args.max_seconds,
-        progress=sys.stderr.isatty() if args.progress is None else args.progress,
+        progress=True if args.progress is None else args.progress,
+        steps_per_epoch=spe,
+        cpu_threads=m.cpu_threads,
     )
 
 

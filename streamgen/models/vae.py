@@ -271,7 +271,9 @@ def fit_gmm(
     for _ in range(iters):
         tril = torch.linalg.cholesky(covs)
         diff = x[:, None, :] - means[None]  # (n, k, d)
-        sol = torch.linalg.solve_triangular(tril[None], diff.unsqueeze(-1), upper=False)[..., 0]
+        # One triangular solve per component with n right-hand sides (not n * k tiny solves).
+        sol = torch.linalg.solve_triangular(tril, diff.permute(1, 2, 0), upper=False)
+        sol = sol.permute(2, 0, 1)  # (n, k, d)
         logdet = 2.0 * torch.log(torch.diagonal(tril, dim1=-2, dim2=-1)).sum(-1)  # (k,)
         logp = -0.5 * ((sol**2).sum(-1) + logdet + d * _LOG_2PI) + logw  # (n, k)
         r = torch.softmax(logp, dim=1)
