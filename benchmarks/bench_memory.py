@@ -30,8 +30,8 @@ if __package__ in (None, ""):  # run as a script: make `streamgen` importable fr
 def _state_bytes(eng) -> int:  # noqa: ANN001 - an Engine
     arrays = [eng.store.data, eng.store.flags, eng.store.count, eng.store.head,
               eng.store.last_ts, eng.store.since_emit, eng.normalizer.mean, eng.normalizer.var,
-              eng.normalizer.sd, eng.normalizer.count, eng.prev_fc, eng.fc_age, eng.has_fc,
-              eng.last_anom, eng.since_flag, eng.n_windows]
+              eng.normalizer.sd, eng.normalizer.count]
+    arrays += [v for v in vars(eng.slots).values() if hasattr(v, "nbytes")]  # SlotState
     for cal in eng.fusion.cals.values():  # the detectors' calibrators (the model's included)
         arrays += [v for v in vars(cal).values() if hasattr(v, "nbytes")]
     if eng.shape is not None:  # the per-key shape statistics

@@ -22,7 +22,6 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 
 from streamgen.errors import CheckpointError
@@ -85,120 +84,85 @@ def load(path: str | Path) -> dict[str, Any]:
     return obj
 
 
+# The functions below give the engine's state its file format: each stamps or checks
+# ``format`` and ``kind`` and leaves the content to the engine's partition-state API
+# (:meth:`Engine.export_model`, :meth:`Engine.export_keys`, :meth:`Engine.export_held`, ...).
+# The layout of every dict is unchanged since format 1 (format 2 added ``held``).
+
+
 def model_state(engine: Engine) -> dict[str, Any]:
-    """Model, optimizer and everything shared across keys."""
-    assert engine.learner is not None
-    return {
-        "format": FORMAT_VERSION,
-        "kind": "model",
-        "config": engine.cfg.model_dump(mode="json"),
-        "channels": list(engine.channels or []),
-        "learner": engine.learner.state_dict(),
-        "records_total": engine.records_total,
-    }
+    """Model, optimizer and everything shared across keys (``model.pt``)."""
+    return {"format": FORMAT_VERSION, "kind": "model", **engine.export_model()}
+
+
+def load_model_state(engine: Engine, state: dict[str, Any]) -> None:
+    """Restore the shared model; builds the engine's state for the checkpoint's channels."""
+    engine.import_model(state)
 
 
 def keys_state(engine: Engine, keys: list[str] | None = None) -> dict[str, Any]:
     """Per-key state of ``keys`` (all when None)."""
-    store, norm = engine.store, engine.normalizer
-    assert store is not None and norm is not None
-    ws = store.state_dict(keys)
-    slots = np.array([store.slots[k] for k in ws["keys"]], dtype=np.int64)
-    return {
-        "windows": ws,
-        "normalizer": norm.state_dict(slots),
-        "calibrator": engine.calibrator.state_dict(slots),
-        "fusion": engine.fusion.state_dict(slots),
-        "prev_fc": torch.from_numpy(engine.prev_fc[slots].copy()),
-        "fc_age": torch.from_numpy(engine.fc_age[slots].copy()),
-        "has_fc": torch.from_numpy(engine.has_fc[slots].copy()),
-        "last_anom": torch.from_numpy(engine.last_anom[slots].copy()),
-        "since_flag": torch.from_numpy(engine.since_flag[slots].copy()),
-        "n_windows": torch.from_numpy(engine.n_windows[slots].copy()),
-        "ar": None if engine.ar is None else engine.ar.state_dict(slots),
-        "shape": None if engine.shape is None else engine.shape.state_dict(slots),
-        "alerts": engine.alerter.state_dict(ws["keys"]),
-        "key_partition": {k: list(engine.key_partition.get(k, ("", -1))) for k in ws["keys"]},
-    }
+    state = engine.export_keys(keys)
+    assert state is not None, "no per-key state before the first record"
+    return state
+
+
+def load_keys_state(engine: Engine, state: dict[str, Any]) -> None:
+    """Merge per-key state into the engine (partition assigned, or a resumed file run)."""
+    engine.import_keys(state)
 
 
 def held_state(engine: Engine, tps: list[tuple[str, int]] | None = None) -> dict[str, Any] | None:
     """Records the reorder gate holds from partitions ``tps`` (all when None); None without a
     gate."""
-    return None if engine.gate is None else engine.gate.state_dict(tps)
+    return engine.export_held(tps)
 
 
 def load_held_state(engine: Engine, state: dict[str, Any] | None) -> int:
     """Hold the records of :func:`held_state` in the engine's gate again; returns how many."""
-    if not state or not state["key"]:
-        return 0
-    if engine.gate is None:
-        # The pipeline stopped reordering since the checkpoint. A gate without lateness holds
-        # these until their key's next record and then acts as late_policy=drop does.
-        from streamgen.core.gate import LatenessGate
-
-        engine.gate = LatenessGate(0)
-    return engine.gate.load_state_dict(state)
+    return engine.import_held(state)
 
 
-def load_model_state(engine: Engine, state: dict[str, Any]) -> None:
-    """Restore the shared model; builds the engine's state for the checkpoint's channels."""
-    channels = list(state["channels"])
-    if engine.channels is not None and list(engine.channels) != channels:
-        raise CheckpointError(
-            f"checkpoint channels {channels} differ from the pipeline's {engine.channels}"
-        )
-    engine.decoder.channels = channels
-    if engine.store is None:
-        engine._build(len(channels))
-    assert engine.learner is not None
-    engine.learner.load_state_dict(state["learner"])
-    engine.records_total = int(state.get("records_total", 0))
+def partition_state(
+    engine: Engine, tp: tuple[str, int], keys: list[str], offset: int
+) -> dict[str, Any]:
+    """One partition's checkpoint (``partitions/<topic>-<p>.pt``): its keys (None before the
+    engine has any), the records the reorder gate holds from it, and the offset of the last
+    record taken into that state."""
+    return {
+        "format": FORMAT_VERSION,
+        "kind": "partition",
+        "topic": tp[0],
+        "partition": tp[1],
+        "offset": int(offset),
+        "channels": list(engine.channels or []),
+        "keys": engine.export_keys(keys),
+        "held": engine.export_held([tp]),
+    }
 
 
-def load_keys_state(engine: Engine, state: dict[str, Any]) -> None:
-    """Merge per-key state into the engine (partition assigned, or a resumed file run)."""
-    store, norm = engine.store, engine.normalizer
-    assert store is not None and norm is not None
-    slots = store.load_state_dict(state["windows"])
-    engine._ensure()
-    norm.load_state_dict(state["normalizer"], slots)
-    engine.calibrator.load_state_dict(state["calibrator"], slots)
-    engine.fusion.load_state_dict(state.get("fusion"), slots)
-    if engine.ar is not None and state.get("ar") is not None:
-        engine.ar.load_state_dict(state["ar"], slots)
-    if engine.shape is not None:
-        engine.shape.load_state_dict(state.get("shape"), slots)
-    for i, s in enumerate(slots):
-        engine.prev_fc[s] = state["prev_fc"][i].numpy()
-        engine.fc_age[s] = int(state["fc_age"][i])
-        engine.has_fc[s] = bool(state["has_fc"][i])
-        engine.last_anom[s] = bool(state["last_anom"][i])
-        if "since_flag" in state:  # older checkpoints: as if never flagged
-            engine.since_flag[s] = int(state["since_flag"][i])
-        engine.n_windows[s] = int(state["n_windows"][i])
-    engine.alerter.load_state_dict(state["alerts"])
-    for k, (topic, part) in state["key_partition"].items():
-        engine.key_partition[k] = (topic, int(part))
+def load_partition_state(engine: Engine, state: dict[str, Any]) -> int:
+    """Merge a :func:`partition_state` into the engine (keys and held records; not the
+    offset, which the caller seeks to); returns how many held records it restored.
+
+    Raises CheckpointError (channels differ), KeyError or ValueError (a malformed file)."""
+    channels = list(state.get("channels") or [])
+    has_keys = state.get("keys") is not None and bool(state["keys"]["windows"]["keys"])
+    held = state.get("held")  # None in format 1 files (and without a reorder gate)
+    if has_keys or (held and held["key"]):
+        engine.use_channels(channels, "channels")
+    if has_keys:
+        engine.import_keys(state["keys"])
+    return engine.import_held(held)
 
 
 def full_state(engine: Engine) -> dict[str, Any]:
     """Everything in one dict (``score --checkpoint-out``)."""
-    out = model_state(engine)
-    out["kind"] = "full"
-    out["keys"] = keys_state(engine)
-    out["held"] = held_state(engine)
-    out["offsets"] = [[t, p, o] for (t, p), o in engine.offsets.items()]
-    return out
+    return {"format": FORMAT_VERSION, "kind": "full", **engine.full_state()}
 
 
 def load_full_state(engine: Engine, state: dict[str, Any]) -> None:
-    load_model_state(engine, state)
-    if "keys" in state:
-        load_keys_state(engine, state["keys"])
-    load_held_state(engine, state.get("held"))
-    for t, p, o in state.get("offsets", []):
-        engine.offsets[(t, int(p))] = int(o)
+    engine.load_full_state(state)
 
 
 def check_writable(path: str | Path) -> None:

@@ -46,7 +46,9 @@ from streamgen.core.keyar import KeyAR
 from streamgen.core.normalize import Normalizer
 from streamgen.core.ports import Metrics, RawMessage, Sink
 from streamgen.core.shape import KeyShape, default_spans
+from streamgen.core.slots import NEVER, SlotState
 from streamgen.core.window import BatchFold, WindowStore
+from streamgen.errors import CheckpointError
 from streamgen.models.layers import robust_input
 from streamgen.models.online import OnlineLearner, ScoreResult
 from streamgen.records import DeadLetter, Position, Record, reason_label
@@ -147,16 +149,9 @@ class Engine:
         self.learner: OnlineLearner | None = None
         self.ar: KeyAR | None = None
         self.shape: KeyShape | None = None
-        # Per slot: the continuation (H, C) of the key's last scored window, in raw units, and
-        # how many points arrived since it was made (point i after it uses forecast step i).
-        self.prev_fc = np.zeros((0, 1, 1), np.float32)
-        self.fc_age = np.zeros(0, np.int64)
-        self.has_fc = np.zeros(0, bool)
-        self.last_anom = np.zeros(0, bool)
-        # Per slot: records since the key's last flagged one (the shape detector sits out
-        # while its window still holds a flagged point).
-        self.since_flag = np.zeros(0, np.int64)
-        self.n_windows = np.zeros(0, np.int64)
+        # The engine's own per-slot state (forecast carry-over, flag state, window counts);
+        # sized for the channel count once it is known (_build).
+        self.slots = SlotState(cfg.model.horizon, 1)
         self.key_partition: dict[str, tuple[str, int]] = {}
         self.offsets: dict[tuple[str, int], int] = {}  # last offset folded into state
         self.records_total = 0
@@ -185,7 +180,7 @@ class Engine:
         if "shape" in c.calibrate.detectors:
             self.shape = KeyShape(c.window.length, n_channels, c.calibrate.shape_dim,
                                   c.model.ar_forget, shape_spans(c), c.calibrate.shape_recent)
-        self.prev_fc = np.zeros((0, c.model.horizon, n_channels), np.float32)
+        self.slots = SlotState(c.model.horizon, n_channels)
         self._ensure()
 
     def _ensure(self) -> None:
@@ -197,29 +192,7 @@ class Engine:
             self.ar.ensure(n)
         if self.shape is not None:
             self.shape.ensure(n)
-        pad = n - len(self.has_fc)
-        if pad > 0:
-            H, C = self.store.horizon, self.store.n_channels
-            self.prev_fc = np.concatenate([self.prev_fc, np.zeros((pad, H, C), np.float32)])
-            self.fc_age = np.concatenate([self.fc_age, np.zeros(pad, np.int64)])
-            self.has_fc = np.concatenate([self.has_fc, np.zeros(pad, bool)])
-            self.last_anom = np.concatenate([self.last_anom, np.zeros(pad, bool)])
-            self.since_flag = np.concatenate([self.since_flag, np.full(pad, _NEVER, np.int64)])
-            self.n_windows = np.concatenate([self.n_windows, np.zeros(pad, np.int64)])
-
-    def _reset_slot(self, slot: int) -> None:
-        assert self.normalizer is not None
-        self.normalizer.reset(slot)
-        self.fusion.reset(slot)
-        if self.ar is not None:
-            self.ar.reset(slot)
-        if self.shape is not None:
-            self.shape.reset(slot)
-        self.has_fc[slot] = False
-        self.fc_age[slot] = 0
-        self.last_anom[slot] = False
-        self.since_flag[slot] = _NEVER
-        self.n_windows[slot] = 0
+        self.slots.ensure(n)
 
     # -- the batch -------------------------------------------------------------------------
     def process(self, msgs: Sequence[RawMessage], now: float | None = None) -> BatchStats:
@@ -353,10 +326,11 @@ class Engine:
             rows[records[i][0]] = self._dead_row(_late(recs[i]), st)
         sslot, fresh, live = fold.seg_slot, fold.seg_fresh, np.flatnonzero(fold.seg_alive)
         carried = ~fresh
+        ss = self.slots
         # Per segment, the key's state before the batch (none for a key new to the store).
-        frozen = carried & self.last_anom[sslot]
-        seg_has_fc = carried & self.has_fc[sslot]
-        seg_fc_age = np.where(carried, self.fc_age[sslot], 0)
+        frozen = carried & ss.last_anom[sslot]
+        seg_has_fc = carried & ss.has_fc[sslot]
+        seg_fc_age = np.where(carried, ss.fc_age[sslot], 0)
         stats = norm.fold(sslot, fresh, frozen, live, fold.seg_len, values[fold.order])
         # Mean and std before each point, then after it, back in batch order (late: 0 and 1).
         mean, std, mean_after, std_after = (
@@ -369,7 +343,7 @@ class Engine:
         has_fc = np.zeros(n, bool)
         has_fc[ok[near]] = True
         fc_snap = np.zeros((n, C), np.float32)
-        fc_snap[ok[near]] = self.prev_fc[fold.slot[ok[near]], age[near] - 1]
+        fc_snap[ok[near]] = ss.prev_fc[fold.slot[ok[near]], age[near] - 1]
         # Slot state after the fold; a key new to the store starts from nothing.
         lslot, lfresh = sslot[live], fresh[live]
         new_slots = lslot[lfresh]
@@ -380,11 +354,8 @@ class Engine:
             self.ar.reset(new_slots)
         if self.shape is not None:
             self.shape.reset(new_slots)
-        self.has_fc[new_slots] = False
-        self.last_anom[new_slots] = False
-        self.since_flag[new_slots] = _NEVER
-        self.n_windows[new_slots] = 0
-        self.fc_age[lslot] = seg_fc_age[live] + fold.seg_len[live]
+        ss.reset(new_slots)
+        ss.fc_age[lslot] = seg_fc_age[live] + fold.seg_len[live]
         # Per key (not slot: a slot can change hands mid-batch) sequence within the batch.
         kid: dict[str, int] = {}
         key_id = np.array([kid.setdefault(k, len(kid)) for k in keys], np.int64)
@@ -562,7 +533,8 @@ class Engine:
         # Per scored window: its index among wi, and the key's window count after it.
         w_of = np.full(len(records), -1, np.int64)
         w_of[wi] = np.arange(len(wi))
-        nw = (self.n_windows[fold.slot[wi]] + _rank_in_group(fold.seg[wi]) + 1).tolist()
+        ss = self.slots
+        nw = (ss.n_windows[fold.slot[wi]] + _rank_in_group(fold.seg[wi]) + 1).tolist()
         conts = self.sinks.continuations
         every = self.cfg.output.continuations_every
         # As lists once per batch: one numpy call per row would cost more than the row.
@@ -590,7 +562,7 @@ class Engine:
         local = fusion.begin(slots)
         model_count = self.calibrator.count
         uniq = np.unique(slots)
-        since = self.since_flag[uniq].tolist()
+        since = ss.since_flag[uniq].tolist()
         try:
             for j, (i, slot, loc, live) in enumerate(zip(ok.tolist(), slots.tolist(),
                                                          local.tolist(), alive.tolist(),
@@ -600,7 +572,7 @@ class Engine:
                 mr = rr[0]
                 if starts[j]:
                     fusion.reset(loc)
-                gap = since[loc] if live else _NEVER
+                gap = since[loc] if live else NEVER
                 # While a flagged point is still in the window, the shape detector ranks
                 # but does not flag: its distance then mostly says that the window holds
                 # the anomaly already flagged (it kept flagging for a window's length after
@@ -640,14 +612,14 @@ class Engine:
                     conts.add(cont)
         finally:
             fusion.end()
-        self.since_flag[uniq] = since
+        ss.since_flag[uniq] = since
         # Each live key's newest record sets its flag state for the next batch; its newest
         # scored window sets the forecast state.
         lk = np.flatnonzero(alive)
         if len(lk):
             _, back = np.unique(seg[lk][::-1], return_index=True)
             last = lk[len(lk) - 1 - back]
-            self.last_anom[slots[last]] = anom_rec[last]
+            ss.last_anom[slots[last]] = anom_rec[last]
         if len(wi) and fc_raw is not None:
             w_seg = fold.seg[wi]
             lw = np.flatnonzero(fold.seg_alive[w_seg])
@@ -655,10 +627,10 @@ class Engine:
                 _, back = np.unique(w_seg[lw][::-1], return_index=True)
                 last = lw[len(lw) - 1 - back]
                 ls = fold.slot[wi][last]
-                self.prev_fc[ls] = fc_raw[last]
-                self.fc_age[ls] = (fold.seg_len[w_seg] - 1 - fold.pos[wi])[last]
-                self.has_fc[ls] = True
-                np.add.at(self.n_windows, fold.slot[wi][lw], 1)
+                ss.prev_fc[ls] = fc_raw[last]
+                ss.fc_age[ls] = (fold.seg_len[w_seg] - 1 - fold.pos[wi])[last]
+                ss.has_fc[ls] = True
+                np.add.at(ss.n_windows, fold.slot[wi][lw], 1)
         self.metrics.scores(c.name, cal_list)
         self.metrics.anomalies(c.name, st.anomalies)
 
@@ -697,13 +669,161 @@ class Engine:
             self.metrics.records_out(len(rows), "scores")
 
     # -- state -----------------------------------------------------------------------------
+    # The partition-state API: what a checkpoint saves and restores, and what leaves with a
+    # revoked partition. ``streamgen.core.checkpoint`` (the file format) and the service use
+    # only these methods. The dicts are the checkpoint's layout: plain tensors, numbers,
+    # strings, lists and dicts (``torch.load(weights_only=True)`` reads them back).
     def flush_sinks(self) -> None:
         for s in self.sinks.all():
             s.flush()
 
+    @property
+    def has_model(self) -> bool:
+        """The model exists (built on the first record or restored)."""
+        return self.learner is not None
 
-# since_flag of a key never flagged (far beyond any window length).
-_NEVER = 1 << 40
+    @property
+    def step(self) -> int:
+        """The learner's optimizer step (0 before the model exists)."""
+        return self.learner.step if self.learner is not None else 0
+
+    @property
+    def alerts_open(self) -> int:
+        return self.alerter.n_open
+
+    def use_channels(self, channels: list[str], what: str = "checkpoint channels") -> None:
+        """Fix the input channels (from a checkpoint); raises CheckpointError if the
+        pipeline's differ."""
+        channels = list(channels)
+        if self.channels is not None and list(self.channels) != channels:
+            raise CheckpointError(f"{what} {channels} differ from the pipeline's {self.channels}")
+        self.decoder.channels = channels
+
+    def export_model(self) -> dict[str, Any]:
+        """Model, optimizer and everything shared across keys."""
+        assert self.learner is not None, "no model yet: nothing was processed or restored"
+        return {
+            "config": self.cfg.model_dump(mode="json"),
+            "channels": list(self.channels or []),
+            "learner": self.learner.state_dict(),
+            "records_total": self.records_total,
+        }
+
+    def import_model(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`export_model` output; builds the engine for its channels."""
+        self.use_channels(state["channels"])
+        if self.store is None:
+            self._build(len(self.decoder.channels or []))
+        assert self.learner is not None
+        self.learner.load_state_dict(state["learner"])
+        self.records_total = int(state.get("records_total", 0))
+
+    def export_keys(self, keys: list[str] | None = None) -> dict[str, Any] | None:
+        """Per-key state of ``keys`` (all when None): windows, normalizers, calibrators,
+        detectors, forecast and flag state, alerts, and each key's partition. None before
+        the engine is built (no key yet)."""
+        store, norm = self.store, self.normalizer
+        if store is None or norm is None:
+            return None
+        ws = store.state_dict(keys)
+        slots = np.array([store.slots[k] for k in ws["keys"]], dtype=np.int64)
+        return {
+            "windows": ws,
+            "normalizer": norm.state_dict(slots),
+            "calibrator": self.calibrator.state_dict(slots),
+            "fusion": self.fusion.state_dict(slots),
+            **self.slots.state_dict(slots),
+            "ar": None if self.ar is None else self.ar.state_dict(slots),
+            "shape": None if self.shape is None else self.shape.state_dict(slots),
+            "alerts": self.alerter.state_dict(ws["keys"]),
+            "key_partition": {k: list(self.key_partition.get(k, ("", -1))) for k in ws["keys"]},
+        }
+
+    def import_keys(self, state: dict[str, Any], channels: list[str] | None = None) -> None:
+        """Merge :meth:`export_keys` output into the engine (a partition assigned, a resumed
+        file run); builds the engine for ``channels`` (else its own) if needed."""
+        if channels is not None:
+            self.use_channels(channels, "channels")
+        if self.store is None:
+            if self.channels is None:
+                raise CheckpointError("per-key state without its channels")
+            self._build(len(self.channels))
+        store, norm = self.store, self.normalizer
+        assert store is not None and norm is not None
+        slots = store.load_state_dict(state["windows"])
+        self._ensure()
+        norm.load_state_dict(state["normalizer"], slots)
+        self.calibrator.load_state_dict(state["calibrator"], slots)
+        self.fusion.load_state_dict(state.get("fusion"), slots)
+        if self.ar is not None and state.get("ar") is not None:
+            self.ar.load_state_dict(state["ar"], slots)
+        if self.shape is not None:
+            self.shape.load_state_dict(state.get("shape"), slots)
+        self.slots.load_state_dict(state, np.asarray(slots, np.int64))
+        self.alerter.load_state_dict(state["alerts"])
+        for k, (topic, part) in state["key_partition"].items():
+            self.key_partition[k] = (topic, int(part))
+
+    def drop_keys(self, keys: list[str]) -> None:
+        """Forget ``keys`` (their partition went to another member, which continues their
+        windows and open alerts from its checkpoint: no alert is resolved here)."""
+        if self.store is not None:
+            self.store.remove(keys)
+        for k in keys:
+            self.alerter.forget(k, 0)
+            self.key_partition.pop(k, None)
+
+    def partition_keys(self, tps: Sequence[tuple[str, int]]) -> dict[tuple[str, int], list[str]]:
+        """The keys of each partition of ``tps`` (the partition of a key's newest record)."""
+        out: dict[tuple[str, int], list[str]] = {tp: [] for tp in tps}
+        for key, tp in self.key_partition.items():
+            if tp in out:
+                out[tp].append(key)
+        return out
+
+    def drop_partitions(self, tps: Sequence[tuple[str, int]]) -> None:
+        """Forget everything of ``tps``: their keys, the records the reorder gate holds from
+        them, and their offsets."""
+        gone = set(tps)
+        self.drop_keys([k for k, tp in self.key_partition.items() if tp in gone])
+        if self.gate is not None:
+            self.gate.remove(list(tps))  # held records belong to the partition's next owner
+        for tp in tps:
+            self.offsets.pop(tp, None)
+
+    def export_held(self, tps: list[tuple[str, int]] | None = None) -> dict[str, Any] | None:
+        """Records the reorder gate holds from partitions ``tps`` (all when None); None
+        without a gate."""
+        return None if self.gate is None else self.gate.state_dict(tps)
+
+    def import_held(self, state: dict[str, Any] | None) -> int:
+        """Hold the records of :meth:`export_held` again; returns how many."""
+        if not state or not state["key"]:
+            return 0
+        if self.gate is None:
+            # The pipeline stopped reordering since the checkpoint. A gate without lateness
+            # holds these until their key's next record and then acts as late_policy=drop.
+            self.gate = LatenessGate(0)
+        return self.gate.load_state_dict(state)
+
+    def full_state(self) -> dict[str, Any]:
+        """Everything: model, every key, held records, offsets (``score --checkpoint-out``;
+        :func:`streamgen.core.checkpoint.full_state` adds the format)."""
+        return {
+            **self.export_model(),
+            "keys": self.export_keys(),
+            "held": self.export_held(),
+            "offsets": [[t, p, o] for (t, p), o in self.offsets.items()],
+        }
+
+    def load_full_state(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`full_state` output (``score --checkpoint-in``)."""
+        self.import_model(state)
+        if state.get("keys") is not None:
+            self.import_keys(state["keys"])
+        self.import_held(state.get("held"))
+        for t, p, o in state.get("offsets", []):
+            self.offsets[(t, int(p))] = int(o)
 
 
 def shape_spans(cfg: PipelineConfig) -> tuple[int, ...]:

@@ -204,3 +204,41 @@ def test_idle_keys_are_evicted_after_idle_ttl_of_event_time():
     eng.sinks.scores = out
     eng.process(_msgs([{"key": "a", "ts": 1_700_000_046, "x": 1.0}], start=10_001))
     assert out.rows[0]["score"] == 0.0 and not out.rows[0]["warm"]
+
+
+def test_checkpoints_written_before_the_state_api_still_load_and_resume_identically():
+    """``data/engine_v2.pt`` was written by the code before the engine's partition-state API
+    (``data/make_engine_v2.py`` at commit f63f32d): a full state after 256 records with the
+    reorder gate holding some, a partition file of the same engine, and the scores an
+    uninterrupted engine gave the rest. Both load, and the full state resumes to the same
+    scores."""
+    from pathlib import Path
+
+    fx = checkpoint.load(Path(__file__).parent / "data" / "engine_v2.pt")
+    cfg = apply_overrides(PipelineConfig(), fx["overrides"])
+    rows = make_stream(n_keys=2, n_points=300, seed=4)
+    msgs = _msgs(rows)
+    sink = ListSink()
+    eng = Engine(cfg, Sinks(scores=sink))
+    checkpoint.load_full_state(eng, fx["full"])
+    assert eng.offsets[("t", 0)] == 255 and eng.gate.held() == 4
+    _run(eng, msgs[256:])
+    eng.flush_held()
+    got = {r["offset"]: r["score"] for r in sink.rows}
+    assert sorted(got) == fx["rest_offsets"]
+    assert [got[o] for o in fx["rest_offsets"]] == pytest.approx(fx["rest_scores"], rel=1e-5)
+    # The engine writes the same layout again: every per-key entry, same keys.
+    other = Engine(cfg)
+    checkpoint.load_full_state(other, fx["full"])
+    state = checkpoint.full_state(other)
+    assert list(state) == list(fx["full"]) and list(state["keys"]) == list(fx["full"]["keys"])
+    for name in ("prev_fc", "fc_age", "has_fc", "last_anom", "since_flag", "n_windows"):
+        assert state["keys"][name].equal(fx["full"]["keys"][name]), name
+    # The partition file: its keys and held records.
+    part = fx["partition"]
+    fresh = Engine(cfg)
+    assert checkpoint.load_partition_state(fresh, part) == 4
+    assert sorted(fresh.partition_keys([("t", 0)])[("t", 0)]) == ["sensor-0", "sensor-1"]
+    redo = checkpoint.partition_state(fresh, ("t", 0), ["sensor-0", "sensor-1"], part["offset"])
+    assert list(redo) == list(part)
+    assert list(redo["keys"]) == list(part["keys"])
