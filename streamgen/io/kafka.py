@@ -27,10 +27,8 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import time
 from collections.abc import Callable, Iterable, Mapping
-from pathlib import Path
 from typing import Any, Protocol
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
@@ -42,6 +40,7 @@ from streamgen.config import KafkaConfig
 from streamgen.core.ports import Metrics, RawMessage
 from streamgen.errors import ConfigError, SinkError, SourceError
 from streamgen.io.producers import OutputProducer, Tracker, as_output_producer, make_producer
+from streamgen.io.secrets import resolve_secrets
 from streamgen.records import Position
 
 __all__ = [
@@ -93,25 +92,8 @@ def resolve_security(security: Mapping[str, Any]) -> dict[str, Any]:
     Traceback (most recent call last):
     streamgen.errors.ConfigError: kafka.security.ssl_bogus: unknown kafka-python security option
     """
-    known = _security_keys()
-    out: dict[str, Any] = {}
-    for key, value in security.items():
-        field = f"kafka.security.{key}"
-        if key not in known:
-            raise ConfigError(f"{field}: unknown kafka-python security option")
-        if isinstance(value, str) and value.startswith("env:"):
-            name = value[4:]
-            if name not in os.environ:
-                raise ConfigError(f"{field}: environment variable {name} is not set")
-            value = os.environ[name]
-        elif isinstance(value, str) and value.startswith("file:"):
-            path = Path(value[5:]).expanduser()
-            try:
-                value = path.read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                raise ConfigError(f"{field}: cannot read {path}: {exc.strerror}") from None
-        out[key] = value
-    return out
+    return resolve_secrets(security, "kafka.security", _security_keys(),
+                           "unknown kafka-python security option")
 
 
 def describe_security(security: Mapping[str, Any]) -> dict[str, str]:
