@@ -271,10 +271,25 @@ class KafkaConfig(_Frozen):
 
 
 class CheckpointConfig(_Frozen):
-    """Where and how often state is written."""
+    """Where and how often state is written. ``dir`` is a local folder or ``s3://bucket/prefix``
+    (S3-compatible object storage, ``pip install 'streamgen[s3]'``); the ``s3_*`` fields set
+    its endpoint, region and credentials (unset: boto3's defaults, e.g. ``AWS_*`` variables)
+    and take ``env:NAME`` / ``file:/path`` like ``kafka.security`` (``streamgen/io/store.py``)."""
 
     dir: str | None = None
     interval_seconds: float = Field(default=10.0, gt=0.0)
+    s3_endpoint: str | None = None
+    s3_region: str | None = None
+    s3_access_key: str | None = None
+    s3_secret_key: str | None = None
+
+    @model_validator(mode="after")
+    def _s3_fields_need_s3_dir(self) -> CheckpointConfig:
+        used = [n for n in ("s3_endpoint", "s3_region", "s3_access_key", "s3_secret_key")
+                if getattr(self, n) is not None]
+        if used and not (self.dir or "").startswith("s3://"):
+            raise ValueError(f"{used[0]} is set but dir is not an s3://bucket/prefix URL")
+        return self
 
 
 class MetricsConfig(_Frozen):
