@@ -718,6 +718,23 @@ class Engine:
         self.learner.load_state_dict(state["learner"])
         self.records_total = int(state.get("records_total", 0))
 
+    def model_weights(self) -> dict[str, torch.Tensor]:
+        """The model's parameters and buffers (CPU copies): what the members of a consumer
+        group merge (:mod:`streamgen.merge`). Empty before the model exists."""
+        if self.learner is None:
+            return {}
+        return {k: v.detach().to("cpu").clone() for k, v in self.learner.model.state_dict().items()}
+
+    def load_model_weights(self, weights: dict[str, torch.Tensor]) -> None:
+        """Replace the model's weights (in place: the optimizer's views of them stay valid);
+        the optimizer state and everything else stay."""
+        assert self.learner is not None, "no model yet: nothing was processed or restored"
+        self.learner.model.load_state_dict(weights)
+
+    def train_steps(self) -> int:
+        """Training steps the model has taken (over its whole life, checkpoints included)."""
+        return 0 if self.learner is None else int(self.learner.step)
+
     def export_keys(self, keys: list[str] | None = None) -> dict[str, Any] | None:
         """Per-key state of ``keys`` (all when None): windows, normalizers, calibrators,
         detectors, forecast and flag state, alerts, and each key's partition. None before
