@@ -282,6 +282,16 @@ class CheckpointConfig(_Frozen):
     s3_region: str | None = None
     s3_access_key: str | None = None
     s3_secret_key: str | None = None
+    # One model for the consumer group (streamgen/merge.py): at each checkpoint a member
+    # publishes what its model learned, the member owning the group's first partition merges
+    # (federated averaging), and every member adopts the merged version. Off: each member
+    # trains its own copy and the last one to write the model checkpoint wins.
+    merge_models: bool = True
+    # This member's name in the group (unique among the members; a pod or host name);
+    # None: <hostname>-<process id>.
+    member_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]{1,128}$")
+    # Contributions of members silent this long are deleted by the coordinator.
+    merge_forget_seconds: float = Field(default=3600.0, gt=0.0)
 
     @model_validator(mode="after")
     def _s3_fields_need_s3_dir(self) -> CheckpointConfig:
