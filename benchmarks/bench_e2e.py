@@ -229,6 +229,17 @@ def per_record_us(stages: dict[str, float], records: int, wall_s: float) -> dict
     return out
 
 
+def service_failure(proc: subprocess.Popen[bytes], workdir: Path) -> str | None:
+    """The end of the service's log if it exited on its own (else None)."""
+    if proc.poll() is None:
+        return None
+    try:
+        tail = (workdir / "service.log").read_text(errors="replace")[-1500:]
+    except OSError:
+        tail = ""
+    return f"service exited with {proc.returncode}: {tail}"
+
+
 def stop_service(proc: subprocess.Popen[bytes]) -> None:
     proc.terminate()
     try:
@@ -254,6 +265,7 @@ def bench_throughput(bootstrap: str, n: int, workdir: Path, overrides: list[str]
         while reader.count() < n and time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.1)
         stages = scrape_stages(port)
+        failure = service_failure(proc, workdir)
     finally:
         stop_service(proc)
         reader.stop_event.set()
@@ -263,7 +275,8 @@ def bench_throughput(bootstrap: str, n: int, workdir: Path, overrides: list[str]
     span = times[-1] - times[0] if len(times) > 1 else float("nan")
     # Stage sums cover every batch since start-up; the wall time is the scoring span.
     return {"records": n, "scored": got, "rate": (got - 1) / span if span > 0 else float("nan"),
-            "us_per_record": per_record_us(stages, got, span) if span > 0 else {}}
+            "us_per_record": per_record_us(stages, got, span) if span > 0 else {},
+            "service_failure": failure}
 
 
 def bench_latency(bootstrap: str, rate: float, seconds: float, workdir: Path,
@@ -290,6 +303,7 @@ def bench_latency(bootstrap: str, rate: float, seconds: float, workdir: Path,
                 break
             time.sleep(0.25)
         drained_at = time.time()
+        failure = service_failure(proc, workdir)
     finally:
         stop_service(proc)
         reader.stop_event.set()
@@ -305,6 +319,7 @@ def bench_latency(bootstrap: str, rate: float, seconds: float, workdir: Path,
         "p99_ms": float(np.percentile(lat, 99) * 1000) if scored else float("nan"),
         "max_ms": float(lat.max() * 1000) if scored else float("nan"),
         "drain_s": round(drained_at - (t0 + offered_s), 1),
+        "service_failure": failure,
     }
     if scored:
         times = sorted(t for t, _ in measured)
@@ -370,6 +385,10 @@ def main(argv: list[str] | None = None) -> int:
         if broker is not None:
             broker.close()
     _table(result)
+    for kind, run in result["producers"].items():
+        for part in [run["throughput"], *run["latency"]]:
+            if part.get("service_failure"):
+                print(f"\n{kind}: {part['service_failure']}", file=sys.stderr)
     if args.json:
         print(json.dumps(result), flush=True)
     return 0
