@@ -26,24 +26,23 @@ itself unhealthy (``metrics.healthy(False)``, ``/readyz`` 503).
 
 from __future__ import annotations
 
-import json
 import logging
 import signal
-import sys
 import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from streamgen.checkpointer import Checkpointer
+from streamgen.checkpoints import PartitionCheckpoints
 from streamgen.config import PipelineConfig
-from streamgen.core import checkpoint
 from streamgen.core.engine import Engine, Sinks
 from streamgen.core.ports import Metrics, RawMessage, Sink
 from streamgen.core.runtime import freeze_heap
-from streamgen.errors import CheckpointError, ConfigError, SinkError, SourceError
+from streamgen.errors import ConfigError, SinkError, SourceError
+from streamgen.health import Health
 from streamgen.io.kafka import (
     TP,
     KafkaSink,
@@ -51,111 +50,12 @@ from streamgen.io.kafka import (
     describe_security,
     make_producer,
 )
+from streamgen.jsonlog import JsonFormatter, setup_logging
+from streamgen.jsonlog import fields as _fields
 
 __all__ = ["JsonFormatter", "PartitionCheckpoints", "Service", "ServiceStats", "setup_logging"]
 
 log = logging.getLogger("streamgen.service")
-
-
-# -- logging ------------------------------------------------------------------------------------
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per line: ts, level, logger, msg, and the record's ``fields`` extra."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        out: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, tz=UTC).isoformat(timespec="milliseconds"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        fields = getattr(record, "fields", None)
-        if isinstance(fields, Mapping):
-            out.update(fields)
-        if record.exc_info:
-            out["exc"] = self.formatException(record.exc_info)
-        return json.dumps(out, default=str)
-
-
-class _RateLimit(logging.Filter):
-    """kafka-python logs every failed reconnect at ERROR; keep one line per message per 30 s."""
-
-    def __init__(self, period_s: float = 30.0) -> None:
-        super().__init__()
-        self.period_s = period_s
-        self._last: dict[tuple[str, object], float] = {}
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not record.name.startswith("kafka"):
-            return True
-        key = (record.name, record.msg)
-        now = time.monotonic()
-        if now - self._last.get(key, -1e9) < self.period_s:
-            return False
-        self._last[key] = now
-        return True
-
-
-def setup_logging(level: str = "info", stream: Any = None) -> None:
-    """Structured JSON logs on stderr (replaces a handler installed by an earlier call)."""
-    root = logging.getLogger()
-    for h in list(root.handlers):
-        if getattr(h, "_streamgen", False):
-            root.removeHandler(h)
-    handler = logging.StreamHandler(stream or sys.stderr)
-    handler._streamgen = True  # type: ignore[attr-defined]
-    handler.setFormatter(JsonFormatter())
-    handler.addFilter(_RateLimit())
-    root.addHandler(handler)
-    lvl = logging.getLevelName(level.upper())
-    if not isinstance(lvl, int):
-        raise ConfigError(f"--log-level: unknown level {level!r}")
-    root.setLevel(lvl)
-    # kafka-python's INFO lines describe every connection and group step; keep its warnings.
-    logging.getLogger("kafka").setLevel(max(lvl, logging.WARNING))
-
-
-def _fields(**kw: Any) -> dict[str, Any]:
-    return {"fields": kw}
-
-
-# -- checkpoint layout --------------------------------------------------------------------------
-
-
-class PartitionCheckpoints:
-    """``model.pt`` + ``partitions/<topic>-<p>.pt`` under one directory (may be shared by the
-    members of a consumer group: each partition file is written only by its current owner)."""
-
-    def __init__(self, root: str | Path) -> None:
-        self.root = Path(root)
-        self.model_path = self.root / "model.pt"
-
-    def partition_path(self, tp: TP) -> Path:
-        return self.root / "partitions" / f"{tp[0]}-{tp[1]}.pt"
-
-    def save_model(self, engine: Engine) -> None:
-        checkpoint.save_atomic(checkpoint.model_state(engine), self.model_path)
-
-    def save_partition(self, engine: Engine, tp: TP, keys: list[str], offset: int) -> None:
-        state = {
-            "format": checkpoint.FORMAT_VERSION,
-            "kind": "partition",
-            "topic": tp[0],
-            "partition": tp[1],
-            "offset": int(offset),
-            "channels": list(engine.channels or []),
-            "keys": checkpoint.keys_state(engine, keys) if engine.store is not None else None,
-            "held": checkpoint.held_state(engine, [tp]),
-        }
-        checkpoint.save_atomic(state, self.partition_path(tp))
-
-    def load_model(self) -> dict[str, Any] | None:
-        return checkpoint.load(self.model_path) if self.model_path.is_file() else None
-
-    def load_partition(self, tp: TP) -> dict[str, Any] | None:
-        path = self.partition_path(tp)
-        return checkpoint.load(path) if path.is_file() else None
 
 
 # -- the service --------------------------------------------------------------------------------
@@ -249,21 +149,17 @@ class Service:
         self.tee = tee or Sinks()
         self.serve_metrics = serve_metrics
         self.engine = Engine(cfg, Sinks(), self.metrics)
-        self.ckpt = PartitionCheckpoints(cfg.checkpoint.dir) if cfg.checkpoint.dir else None
+        self.ckpt = (PartitionCheckpoints(cfg.checkpoint.dir, cfg.checkpoint)
+                     if cfg.checkpoint.dir else None)
         self.stats = ServiceStats()
         self.source: KafkaSource | None = None
         self.producer: Any = None
         self.metrics_server: Any = None
         self.owned: set[TP] = set()
-        self._saved: dict[TP, int] = {}  # partition -> offset in its checkpoint file
-        self._committed: dict[TP, int] = {}  # partition -> last committed next offset
-        # Monotonic time of the last commit that moved an offset forward (or of the start):
-        # no progress for health.stall_seconds while records wait = stalled.
-        self._progress_t = time.monotonic()
         self._first_seen: dict[TP, int] = {}  # partition -> first offset polled
-        self._held: dict[TP, int] = {}  # partition -> records its checkpoint put back in the gate
-        self._model_saved_at = -1  # engine.records_total when model.pt was last written
-        self._problems: dict[str, str] = {}
+        self.health = Health(self.metrics, cfg.health.stall_seconds, self._on_health)
+        self.checkpointer = Checkpointer(self.engine, self.ckpt, self.metrics, self.health,
+                                         self.stats)
         self._stop = threading.Event()
         self._old_handlers: dict[int, Any] = {}
         self._signalled = 0
@@ -299,21 +195,14 @@ class Service:
             self._teardown()
 
     # -- health ---------------------------------------------------------------------------
+    def _on_health(self, ok: bool) -> None:
+        self.stats.healthy = ok
+
     def _problem(self, what: str, detail: str) -> None:
-        if what not in self._problems:
-            log.warning("unhealthy", extra=_fields(reason=what, detail=detail))
-        self._problems[what] = detail
-        self._report_health()
+        self.health.problem(what, detail)
 
     def _resolved(self, what: str) -> None:
-        if self._problems.pop(what, None) is not None:
-            log.info("recovered", extra=_fields(reason=what))
-        self._report_health()
-
-    def _report_health(self) -> None:
-        ok = not self._problems and self.source is not None
-        self.stats.healthy = ok
-        self.metrics.healthy(ok)
+        self.health.resolved(what)
 
     # -- start ----------------------------------------------------------------------------
     def _install_signals(self) -> None:
@@ -330,20 +219,7 @@ class Service:
         self._stop.set()
 
     def _load_model(self) -> None:
-        state = self.ckpt.load_model() if self.ckpt is not None else None
-        source = str(self.ckpt.model_path) if state is not None and self.ckpt else None
-        if state is None and self.init_from is not None:
-            state, source = checkpoint.load(self.init_from), str(self.init_from)
-        if state is None:
-            return
-        try:
-            checkpoint.load_model_state(self.engine, state)
-        except Exception as exc:  # shape mismatch between checkpoint and pipeline
-            raise CheckpointError(f"{source}: does not fit this pipeline's model: {exc}") from exc
-        assert self.engine.learner is not None
-        self._model_saved_at = self.engine.records_total
-        log.info("model loaded", extra=_fields(path=source, step=self.engine.learner.step,
-                                                channels=self.engine.channels))
+        self.checkpointer.load_model(self.init_from)
 
     def _start_metrics_server(self) -> None:
         from streamgen.io.metrics import MetricsServer, PrometheusMetrics
@@ -377,6 +253,8 @@ class Service:
                     producer = make_producer(k, self.kafka_options)
                 self.source = KafkaSource(k, self, options=self.kafka_options)
                 self.producer = producer
+                self.health.connected = True
+                self.checkpointer.source = self.source
                 break
             except SourceError as exc:
                 if producer is not None:
@@ -436,7 +314,7 @@ class Service:
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, self.cfg.kafka.reconnect_backoff_max_seconds)
                 continue
-            if "poll" in self._problems:
+            if "poll" in self.health.problems:
                 self._resolved("poll")
             backoff = 0.5
             if msgs:
@@ -476,7 +354,7 @@ class Service:
         s.windows += st.windows
         s.anomalies += st.anomalies
         s.batches += 1
-        s.alerts_firing = self.engine.alerter.n_open
+        s.alerts_firing = self.engine.alerts_open
         s.first_record_s = s.first_record_s or now
         s.last_record_s = now
 
@@ -492,9 +370,9 @@ class Service:
             self.metrics.consumer_lag(topic, part, lag)
         self.stats.lag = sum(lags.values()) if lags else None
         self.stats.assigned = sorted(self.owned)
-        self._watch_progress(highs)
+        self.health.watch(highs, self.checkpointer.committed, self._first_seen)
         self._check_ranges(highs)
-        self._report_health()
+        self.health.report()
 
     def _check_ranges(self, highs: dict[TP, int]) -> None:
         """A partition whose saved position lies past its high watermark (its topic was
@@ -513,91 +391,9 @@ class Service:
             self.owned.add(tp)
             self.source.seek_to_beginning(tp)
 
-    def _watch_progress(self, highs: dict[TP, int]) -> None:
-        """Stalled: records wait beyond the committed offsets (from the first offset seen,
-        before any commit) and no commit moved for ``health.stall_seconds``. The position's
-        lag alone would miss a loop that reads, fails to flush and rewinds: it reads to the
-        end each time, and the lag looks like zero."""
-        waiting = 0
-        for tp, high in highs.items():
-            done = self._committed.get(tp, self._first_seen.get(tp))
-            if done is not None:
-                waiting += max(0, high - done)
-        idle = time.monotonic() - self._progress_t
-        if not waiting:
-            self._progress_t = time.monotonic()  # nothing waits: not a stall
-            self._resolved("stalled")
-        elif idle > self.cfg.health.stall_seconds:
-            self._problem("stalled", f"no committed progress for {idle:.0f} s with "
-                                     f"{waiting} records waiting")
-        else:
-            self._resolved("stalled")
-
-    # -- checkpoints ----------------------------------------------------------------------
     def _checkpoint(self, tps: list[TP], *, blocking_commit: bool = True) -> bool:
-        """Flush → write state → commit for ``tps``; False if the state write failed.
-
-        Raises
-        ------
-        SinkError
-            If the sinks could not flush: the checkpoint is aborted (the caller rewinds).
-        """
-        t0 = time.perf_counter()
-        engine = self.engine
-        offsets = {tp: engine.offsets[tp] for tp in tps if tp in engine.offsets}
-        try:
-            # 1. Flush sinks: the rows of every record folded so far are on the broker.
-            engine.flush_sinks()
-            self._resolved("flush")
-            # 2. Write state atomically: model, then each partition's keys and last offset.
-            written = self._write_state(offsets) if self.ckpt is not None else []
-        except (SinkError, CheckpointError) as exc:
-            self.metrics.checkpoint(time.perf_counter() - t0, time.time(), False)
-            log.error("checkpoint aborted", extra=_fields(error=str(exc)))
-            if isinstance(exc, SinkError):
-                raise
-            return False
-        # 3. Commit offset + 1: lag monitoring, and where a partition without state starts.
-        commits = {tp: o + 1 for tp, o in offsets.items() if self._committed.get(tp) != o + 1}
-        if commits:
-            assert self.source is not None
-            try:
-                self.source.commit(commits, blocking=blocking_commit)
-                self._committed.update(commits)
-                self._resolved("commit")
-                self._progress_t = time.monotonic()
-                self.metrics.progress(time.time())
-            except SourceError as exc:
-                self._problem("commit", str(exc))
-        secs = time.perf_counter() - t0
-        self.metrics.checkpoint(secs, time.time(), True)
-        self.metrics.stage_latency("checkpoint", secs)
-        self.stats.checkpoints += 1
-        if written or commits:
-            log.info("checkpoint", extra=_fields(
-                seconds=round(secs, 4), written=[f"{t}-{p}" for t, p in written],
-                offsets={f"{t}-{p}": o for (t, p), o in offsets.items()},
-                records=self.stats.records,
-            ))
-        return True
-
-    def _write_state(self, offsets: dict[TP, int]) -> list[TP]:
-        assert self.ckpt is not None
-        engine = self.engine
-        dirty = [tp for tp, o in offsets.items() if self._saved.get(tp) != o]
-        if not dirty:
-            return []
-        if engine.learner is not None and engine.records_total != self._model_saved_at:
-            self.ckpt.save_model(engine)
-            self._model_saved_at = engine.records_total
-        by_tp: dict[TP, list[str]] = {tp: [] for tp in dirty}
-        for key, tp in engine.key_partition.items():
-            if tp in by_tp:
-                by_tp[tp].append(key)
-        for tp in dirty:
-            self.ckpt.save_partition(engine, tp, by_tp[tp], offsets[tp])
-            self._saved[tp] = offsets[tp]
-        return dirty
+        """Flush → write state → commit (:class:`~streamgen.checkpointer.Checkpointer`)."""
+        return self.checkpointer.checkpoint(tps, blocking_commit=blocking_commit)
 
     # -- partition ownership (called on the consumer's I/O thread inside poll/close) -------
     def on_assigned(self, partitions: list[TP]) -> None:
@@ -611,7 +407,7 @@ class Service:
                 resumed[f"{tp[0]}-{tp[1]}"] = offset
                 log.info("partition resumed from checkpoint",
                          extra=_fields(topic=tp[0], partition=tp[1], offset=offset,
-                                       held=self._held.get(tp, 0)))
+                                       held=self.checkpointer.held.get(tp, 0)))
         self.stats.resumed.update(resumed)
         self.stats.assigned = sorted(self.owned)
         log.info("partitions assigned", extra=_fields(
@@ -641,55 +437,17 @@ class Service:
 
     def _load_partition(self, tp: TP) -> int | None:
         """Load ``tp``'s checkpoint into the engine; its offset, or None (no usable state)."""
-        if self.ckpt is None:
-            return None
-        try:
-            state = self.ckpt.load_partition(tp)
-            if state is None:
-                return None
-            engine = self.engine
-            channels = list(state.get("channels") or [])
-            has_keys = state.get("keys") is not None and bool(state["keys"]["windows"]["keys"])
-            held = state.get("held")  # None in format 1 files (and without a reorder gate)
-            if has_keys or (held and held["key"]):
-                if engine.channels is not None and list(engine.channels) != channels:
-                    raise CheckpointError(
-                        f"channels {channels} differ from the engine's {engine.channels}")
-                engine.decoder.channels = channels
-            if has_keys:
-                if engine.store is None:
-                    engine._build(len(channels))
-                checkpoint.load_keys_state(engine, state["keys"])
-            self._held[tp] = checkpoint.load_held_state(engine, held)
-        except (CheckpointError, KeyError, ValueError) as exc:
-            log.error("partition checkpoint unusable; starting from the committed offset",
-                      extra=_fields(topic=tp[0], partition=tp[1], error=str(exc)))
-            self.metrics.checkpoint(0.0, time.time(), False)
-            return None
-        offset = int(state["offset"])
-        self.engine.offsets[tp] = offset
-        self._saved[tp] = offset
-        return offset
+        return self.checkpointer.load_partition(tp)
 
     def _drop(self, tps: list[TP]) -> None:
-        """Forget the keys, offsets and bookkeeping of ``tps`` (no longer ours)."""
-        engine, gone = self.engine, set(tps)
-        keys = [k for k, tp in engine.key_partition.items() if tp in gone]
-        if engine.store is not None:
-            engine.store.remove(keys)
-        for k in keys:
-            engine.alerter.forget(k, 0)  # the new owner continues the alert from its state
-            engine.key_partition.pop(k, None)
-        if engine.gate is not None:
-            engine.gate.remove(tps)  # held records belong to the partition's next owner
+        """Forget the keys, held records, offsets and bookkeeping of ``tps`` (no longer
+        ours)."""
+        self.engine.drop_partitions(tps)
+        self.checkpointer.forget(tps)
         for tp in tps:
-            engine.offsets.pop(tp, None)
-            self._saved.pop(tp, None)
-            self._committed.pop(tp, None)
             self._first_seen.pop(tp, None)
-            self._held.pop(tp, None)
             self.owned.discard(tp)
-        self.stats.alerts_firing = engine.alerter.n_open
+        self.stats.alerts_firing = self.engine.alerts_open
 
     def _discard_pending(self) -> None:
         for s in self.engine.sinks.all():
@@ -706,11 +464,7 @@ class Service:
         self.stats.rewinds += 1
         self._discard_pending()
         self._drop(tps)
-        if self.ckpt is not None:
-            state = self.ckpt.load_model()
-            if state is not None:
-                checkpoint.load_model_state(self.engine, state)
-                self._model_saved_at = self.engine.records_total
+        self.checkpointer.reload_model()
         for tp in tps:
             self.owned.add(tp)
             offset = self._load_partition(tp)

@@ -219,7 +219,7 @@ def run(args: argparse.Namespace) -> int:
     import logging
 
     from streamgen.errors import ConfigError
-    from streamgen.service import setup_logging
+    from streamgen.jsonlog import setup_logging
 
     if args.seconds <= 0 or args.rate <= 0 or args.keys < 1:
         raise ConfigError("--seconds, --rate and --keys must be positive")

@@ -54,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
     from streamgen.config import load_pipeline
     from streamgen.io.kafka import resolve_security
     from streamgen.io.metrics import PrometheusMetrics
-    from streamgen.service import Service, setup_logging
+    from streamgen.jsonlog import setup_logging
+    from streamgen.service import Service
 
     cfg = load_pipeline(args.pipeline, args.overrides)
     setup_logging(args.log_level)

@@ -305,10 +305,10 @@ def test_a_sink_that_always_fails_is_reported_as_a_stall(kafka_broker, kafka_top
     metrics = PrometheusMetrics()
     service = Service(cfg, metrics=metrics, kafka_options=TEST_GROUP_CONFIG,
                       tee=Sinks(scores=Failing()))
-    thread = _run_until(service, lambda: "stalled" in service._problems, 60)
+    thread = _run_until(service, lambda: "stalled" in service.health.problems, 60)
     try:
-        assert "stalled" in service._problems, service._problems
-        assert "records waiting" in service._problems["stalled"]
+        assert "stalled" in service.health.problems, service.health.problems
+        assert "records waiting" in service.health.problems["stalled"]
         assert not service.stats.healthy
         assert metrics._progress._value.get() == 0  # no offset ever moved
     finally:
