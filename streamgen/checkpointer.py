@@ -8,12 +8,18 @@ partition's keys and held records on assignment, everything after a failed flush
 It touches the engine only through its partition-state API
 (:meth:`~streamgen.core.engine.Engine.export_keys`, ``import_keys``, ...), by way of
 :mod:`streamgen.core.checkpoint`.
+
+With a group model (:mod:`streamgen.merge`, ``checkpoint.merge_models``), each checkpoint
+ends with a merge round: publish what the model learned, merge if this member coordinates,
+adopt a newer group version. A failed round is logged and retried at the next checkpoint; it
+never fails the checkpoint (the state and offsets are already written).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,6 +33,7 @@ from streamgen.jsonlog import fields
 if TYPE_CHECKING:
     from streamgen.checkpoints import PartitionCheckpoints
     from streamgen.io.kafka import KafkaSource
+    from streamgen.merge import GroupModel
     from streamgen.service import ServiceStats
 
 log = logging.getLogger("streamgen.service")
@@ -40,7 +47,8 @@ class Checkpointer:
 
     def __init__(
         self, engine: Engine, store: PartitionCheckpoints | None, metrics: Metrics,
-        health: Health, stats: ServiceStats,
+        health: Health, stats: ServiceStats, group: GroupModel | None = None,
+        coordinator: Callable[[], bool] = lambda: False,
     ) -> None:
         self.engine = engine
         self.store = store
@@ -52,6 +60,8 @@ class Checkpointer:
         self.committed: dict[TP, int] = {}  # partition -> last committed next offset
         self.held: dict[TP, int] = {}  # partition -> records its checkpoint put back in the gate
         self.model_saved_at = -1  # engine.records_total when model.pt was last written
+        self.group = group  # the group model's member side, if merging
+        self.coordinator = coordinator  # whether this member merges now
 
     # -- write ----------------------------------------------------------------------------
     def checkpoint(self, tps: list[TP], *, blocking_commit: bool = True) -> bool:
@@ -88,6 +98,7 @@ class Checkpointer:
                 self.health.progressed()
             except SourceError as exc:
                 self.health.problem("commit", str(exc))
+        self.merge_round()
         secs = time.perf_counter() - t0
         self.metrics.checkpoint(secs, time.time(), True)
         self.metrics.stage_latency("checkpoint", secs)
@@ -117,6 +128,34 @@ class Checkpointer:
             self.saved[tp] = offsets[tp]
         return dirty
 
+    def merge_round(self) -> None:
+        """Publish, merge (coordinator), adopt (:meth:`GroupModel.sync`); logged, not raised."""
+        if self.group is None or not self.engine.has_model:
+            return
+        try:
+            res = self.group.sync(self.engine, coordinator=self.coordinator())
+        except (CheckpointError, KeyError, ValueError, RuntimeError) as exc:
+            log.warning("group model round failed; retried at the next checkpoint",
+                        extra=fields(error=str(exc)))
+            return
+        if res.merged or res.adopted is not None:
+            log.info("group model", extra=fields(
+                version=res.version, merged=res.merged, adopted=res.adopted,
+                published_steps=res.published_steps, member=self.group.member_id))
+
+    def start_group(self) -> None:
+        """Adopt the newest group version (a new or restarted member, or after a rewind)."""
+        if self.group is None or not self.engine.has_model:
+            return
+        try:
+            version = self.group.start(self.engine)
+        except (CheckpointError, KeyError, ValueError, RuntimeError) as exc:
+            log.warning("group model unreadable; starting from this member's own model",
+                        extra=fields(error=str(exc)))
+            return
+        log.info("group model adopted", extra=fields(version=version,
+                                                      member=self.group.member_id))
+
     # -- restore --------------------------------------------------------------------------
     def load_model(self, init_from: str | Path | None = None) -> None:
         """The model of ``checkpoint.dir``, else the weights of ``init_from``, if any."""
@@ -133,6 +172,7 @@ class Checkpointer:
         self.model_saved_at = self.engine.records_total
         log.info("model loaded", extra=fields(path=source, step=self.engine.step,
                                                channels=self.engine.channels))
+        self.start_group()
 
     def reload_model(self) -> None:
         """After a failed flush: the model as ``model.pt`` holds it (kept if there is none)."""
@@ -142,6 +182,7 @@ class Checkpointer:
         if state is not None:
             checkpoint.load_model_state(self.engine, state)
             self.model_saved_at = self.engine.records_total
+            self.start_group()  # the member's anchor is the group version again
 
     def load_partition(self, tp: TP) -> int | None:
         """Load ``tp``'s checkpoint into the engine; its offset, or None (no usable state)."""

@@ -62,7 +62,7 @@ import torch
 from streamgen.core.checkpoint import FORMAT_VERSION
 from streamgen.io.store import CheckpointStore
 
-__all__ = ["GroupModel", "Learner", "SyncResult", "weights_digest"]
+__all__ = ["GroupModel", "Learner", "SyncResult", "default_member_id", "weights_digest"]
 
 log = logging.getLogger("streamgen.merge")
 
@@ -80,6 +80,16 @@ class Learner(Protocol):
     def load_model_weights(self, weights: Weights) -> None: ...
 
     def train_steps(self) -> int: ...
+
+
+def default_member_id() -> str:
+    """``<hostname>-<process id>`` (a pod's name in Kubernetes), as a store-safe name."""
+    import os
+    import re
+    import socket
+
+    host = re.sub(r"[^A-Za-z0-9._-]", "_", socket.gethostname())[:100] or "member"
+    return f"{host}-{os.getpid()}"
 
 
 def weights_digest(weights: Weights) -> str:

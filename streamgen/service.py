@@ -158,12 +158,28 @@ class Service:
         self.owned: set[TP] = set()
         self._first_seen: dict[TP, int] = {}  # partition -> first offset polled
         self.health = Health(self.metrics, cfg.health.stall_seconds, self._on_health)
+        group = None
+        if self.ckpt is not None and cfg.checkpoint.merge_models:
+            from streamgen.merge import GroupModel, default_member_id
+
+            group = GroupModel(self.ckpt.store, cfg.checkpoint.member_id or default_member_id(),
+                               cfg.checkpoint.merge_forget_seconds)
         self.checkpointer = Checkpointer(self.engine, self.ckpt, self.metrics, self.health,
-                                         self.stats)
+                                         self.stats, group, self._is_coordinator)
         self._stop = threading.Event()
         self._old_handlers: dict[int, Any] = {}
         self._signalled = 0
         self._aborted = False
+
+    def _is_coordinator(self) -> bool:
+        """Whether this member merges the group model: it owns partition 0 of the first
+        input topic (Kafka gives a partition to one member at a time). With
+        ``kafka.pattern``, the first topic this member holds: two members may then both
+        merge, which costs work but stays consistent (streamgen/merge.py)."""
+        if not self.owned:
+            return False
+        topics = sorted(self.cfg.kafka.topics) or [min(t for t, _ in self.owned)]
+        return (topics[0], 0) in self.owned
 
     # -- control --------------------------------------------------------------------------
     def stop(self) -> None:

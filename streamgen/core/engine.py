@@ -733,7 +733,7 @@ class Engine:
 
     def train_steps(self) -> int:
         """Training steps the model has taken (over its whole life, checkpoints included)."""
-        return 0 if self.learner is None else int(self.learner.step)
+        return self.step
 
     def export_keys(self, keys: list[str] | None = None) -> dict[str, Any] | None:
         """Per-key state of ``keys`` (all when None): windows, normalizers, calibrators,

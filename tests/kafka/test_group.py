@@ -1,6 +1,7 @@
-"""Two ``streamgen run`` processes in one consumer group sharing a checkpoint directory: they
+"""Two ``streamgen run`` processes in one consumer group sharing a checkpoint store: they
 split the partitions; when one leaves, its partitions (and their key state) move to the other
-through the checkpoints, with no input lost and no point folded twice."""
+through the checkpoints, with no input lost and no point folded twice; their models merge
+into one group model (streamgen/merge.py)."""
 
 from __future__ import annotations
 
@@ -79,3 +80,8 @@ def test_two_members_split_and_hand_over(kafka_broker, kafka_topic, tmp_path):
     print(f"split A={split_a} B={split_b}; handed over {sorted(handed)}; {dups} duplicates")
     assert dups == 0, "graceful hand-overs re-emit nothing"
     assert window_counts(ckpt) == dict(sent.good_per_key()), "key state lost or folded twice"
+    # One model for the group (checkpoint.merge_models, on by default): the coordinator merged
+    # the members' contributions into group versions, kept in the checkpoint store.
+    rounds = [r for p in (a, b) for r in p.logs() if r.get("msg") == "group model"]
+    assert any(r["merged"] >= 1 for r in rounds), rounds[-3:]
+    assert (ckpt / "group" / "model.pt").is_file() and (ckpt / "members").is_dir()
