@@ -355,7 +355,11 @@ class WindowStore:
         """Plain/tensor-free state of the given keys (all by default), in LRU order."""
         import torch
 
-        names = list(self.slots) if keys is None else [k for k in self.slots if k in set(keys)]
+        if keys is None:
+            names = list(self.slots)
+        else:
+            wanted = set(keys)  # once: built per key, it made this quadratic in the keys
+            names = [k for k in self.slots if k in wanted]
         idx = np.array([self.slots[k] for k in names], dtype=np.int64)
         # Store rings rotated so that position 0 is the oldest point: head becomes 0.
         rot = (self.head[idx, None] + self._ar[None, :]) % self.capacity if len(idx) else None
