@@ -129,7 +129,9 @@ def main(argv: list[str] | None = None) -> int:
             sc = read_scores(out)
             results[name] = {
                 "whole_s": whole, "startup_s": start, "points_per_s": n / whole,
-                "points_per_s_after_startup": n / max(whole - start, 1e-9),
+                # None when the start-up run took as long as the whole run (a busy machine).
+                "points_per_s_after_startup": n / (whole - start) if whole > start + 0.1
+                else None,
                 "ratio_to_hst": n / whole / hst_rate,
                 "pr_auc": average_precision(sc, labels), "roc_auc": roc_auc(sc, labels),
             }
@@ -140,9 +142,10 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name in args.configs.split(","):
         r = results[name]
+        after = r["points_per_s_after_startup"]
+        after_txt = "n/a | n/a" if after is None else f"{after:,.0f} | {after / hst_rate:.2f}"
         print(f"| {name} | {r['whole_s']:.1f} | {r['startup_s']:.2f} | {r['points_per_s']:,.0f} "
-              f"| {r['ratio_to_hst']:.2f} | {r['points_per_s_after_startup']:,.0f} | "
-              f"{r['points_per_s_after_startup'] / hst_rate:.2f} | {r['pr_auc']:.3f} | "
+              f"| {r['ratio_to_hst']:.2f} | {after_txt} | {r['pr_auc']:.3f} | "
               f"{r['roc_auc']:.3f} |")
     if args.json:
         print(json.dumps(results))
