@@ -17,6 +17,7 @@ For ``streamgen score --checkpoint-out FILE`` everything goes into one file.
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 from pathlib import Path
@@ -36,15 +37,45 @@ FORMAT_VERSION = 2
 READABLE_FORMATS = (1, 2)
 
 
-def save_atomic(obj: dict[str, Any], path: str | Path) -> None:
-    """Write ``obj`` to ``path`` atomically; raise CheckpointError on any failure."""
+def dumps(obj: dict[str, Any]) -> bytes:
+    """A checkpoint dict as the bytes of a ``torch.save`` file."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
+def loads(data: bytes, where: str) -> dict[str, Any]:
+    """Bytes of a checkpoint back to its dict: weights-only (no arbitrary code), and only a
+    streamgen format this version reads; ``where`` names it in errors."""
+    try:
+        obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad checkpoint
+        # torch's own text can advise loading with weights_only=False (running code from the
+        # file) or say "[Errno 22] Invalid argument" for a truncated one: name the fault.
+        raise CheckpointError(
+            f"cannot read checkpoint {where}: not a complete checkpoint written by streamgen "
+            f"({type(exc).__name__})"
+        ) from None
+    if not isinstance(obj, dict) or "format" not in obj:
+        raise CheckpointError(f"{where}: not a streamgen checkpoint (format {FORMAT_VERSION})")
+    if obj["format"] not in READABLE_FORMATS:
+        raise CheckpointError(
+            f"{where}: checkpoint format {obj['format']!r} is not readable by this version "
+            f"(reads {', '.join(map(str, READABLE_FORMATS))}); was it written by a newer one?"
+        )
+    return obj
+
+
+def write_atomic(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (temp file in the same folder, fsync,
+    ``os.replace``, fsync of the folder); raise CheckpointError on any failure."""
     p = Path(path)
     try:
         p.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
         try:
             with os.fdopen(fd, "wb") as fh:
-                torch.save(obj, fh)
+                fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
             os.replace(tmp, p)
@@ -60,28 +91,21 @@ def save_atomic(obj: dict[str, Any], path: str | Path) -> None:
         raise CheckpointError(f"cannot write checkpoint {p}: {exc.strerror or exc}") from exc
 
 
+def save_atomic(obj: dict[str, Any], path: str | Path) -> None:
+    """Write ``obj`` to ``path`` atomically; raise CheckpointError on any failure."""
+    write_atomic(path, dumps(obj))
+
+
 def load(path: str | Path) -> dict[str, Any]:
     """Read a checkpoint written by :func:`save_atomic` (weights-only, no arbitrary code)."""
     p = Path(path)
     if not p.is_file():
         raise CheckpointError(f"checkpoint not found: {p}")
     try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad checkpoint
-        # torch's own text can advise loading with weights_only=False (running code from the
-        # file) or say "[Errno 22] Invalid argument" for a truncated one: name the fault.
-        raise CheckpointError(
-            f"cannot read checkpoint {p}: not a complete checkpoint written by streamgen "
-            f"({type(exc).__name__})"
-        ) from None
-    if not isinstance(obj, dict) or "format" not in obj:
-        raise CheckpointError(f"{p}: not a streamgen checkpoint (format {FORMAT_VERSION})")
-    if obj["format"] not in READABLE_FORMATS:
-        raise CheckpointError(
-            f"{p}: checkpoint format {obj['format']!r} is not readable by this version "
-            f"(reads {', '.join(map(str, READABLE_FORMATS))}); was it written by a newer one?"
-        )
-    return obj
+        data = p.read_bytes()
+    except OSError as exc:
+        raise CheckpointError(f"cannot read checkpoint {p}: {exc.strerror or exc}") from exc
+    return loads(data, str(p))
 
 
 # The functions below give the engine's state its file format: each stamps or checks

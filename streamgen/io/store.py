@@ -32,17 +32,16 @@ boto3 or a bad ``s3://`` setting is a :class:`~streamgen.errors.ConfigError`.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import os
 import re
-import tempfile
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from streamgen.core import checkpoint
 from streamgen.errors import CheckpointError, ConfigError
 from streamgen.io.secrets import resolve_secrets
 
@@ -105,26 +104,7 @@ class LocalBackend:
         return str(self.path(key))
 
     def put(self, key: str, data: bytes) -> None:
-        p = self.path(key)
-        try:
-            p.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(data)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                os.replace(tmp, p)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
-            dfd = os.open(p.parent, os.O_RDONLY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
-        except OSError as exc:
-            raise CheckpointError(f"cannot write checkpoint {p}: {exc.strerror or exc}") from exc
+        checkpoint.write_atomic(self.path(key), data)
 
     def get(self, key: str) -> bytes | None:
         p = self.path(key)
@@ -276,37 +256,10 @@ def parse_s3_url(url: str) -> tuple[str, str]:
 # -- checkpoints over a backend -----------------------------------------------------------------
 
 
-def encode(obj: dict[str, Any]) -> bytes:
-    """A checkpoint dict as the bytes of a ``torch.save`` file."""
-    import torch
-
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    return buf.getvalue()
-
-
-def decode(data: bytes, where: str) -> dict[str, Any]:
-    """Bytes of a checkpoint back to its dict, with the checks of
-    :func:`streamgen.core.checkpoint.load` (weights-only, a streamgen format it can read)."""
-    import torch
-
-    from streamgen.core.checkpoint import FORMAT_VERSION, READABLE_FORMATS
-
-    try:
-        obj = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad checkpoint
-        raise CheckpointError(
-            f"cannot read checkpoint {where}: not a complete checkpoint written by streamgen "
-            f"({type(exc).__name__})"
-        ) from None
-    if not isinstance(obj, dict) or "format" not in obj:
-        raise CheckpointError(f"{where}: not a streamgen checkpoint (format {FORMAT_VERSION})")
-    if obj["format"] not in READABLE_FORMATS:
-        raise CheckpointError(
-            f"{where}: checkpoint format {obj['format']!r} is not readable by this version "
-            f"(reads {', '.join(map(str, READABLE_FORMATS))}); was it written by a newer one?"
-        )
-    return obj
+# The bytes of a checkpoint are core/checkpoint.py's: torch.save, read back weights-only with
+# the format checks.
+encode = checkpoint.dumps
+decode = checkpoint.loads
 
 
 Layout = Literal["file", "versioned"]

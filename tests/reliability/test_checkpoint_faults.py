@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import os
 
 import pytest
 import torch
@@ -16,16 +17,28 @@ pytestmark = pytest.mark.reliability
 def test_disk_full_mid_write_keeps_previous_checkpoint(tmp_path, monkeypatch):
     path = tmp_path / "state" / "model.pt"
     checkpoint.save_atomic({"format": checkpoint.FORMAT_VERSION, "step": 1}, path)
-    real_save = torch.save
+    real_fdopen = os.fdopen
 
-    def full_disk(obj, fh, *a, **kw):
-        fh.write(b"partial bytes")  # some data reaches the temp file, then the disk fills
-        raise OSError(errno.ENOSPC, "No space left on device")
+    class FullDisk:
+        """The temp file: some bytes reach it, then the disk fills."""
 
-    monkeypatch.setattr(torch, "save", full_disk)
+        def __init__(self, fh):
+            self.fh = fh
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.fh.close()
+
+        def write(self, data):
+            self.fh.write(data[:13])
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(checkpoint.os, "fdopen", lambda fd, mode: FullDisk(real_fdopen(fd, mode)))
     with pytest.raises(CheckpointError, match="No space left"):
         checkpoint.save_atomic({"format": checkpoint.FORMAT_VERSION, "step": 2}, path)
-    monkeypatch.setattr(torch, "save", real_save)
+    monkeypatch.setattr(checkpoint.os, "fdopen", real_fdopen)
     assert checkpoint.load(path)["step"] == 1
     assert [p.name for p in path.parent.iterdir()] == ["model.pt"]  # no temp file left
 
