@@ -144,7 +144,8 @@ def test_dockerfile() -> None:
     text = (DEPLOY / "Dockerfile").read_text()
     assert re.search(r"^FROM python:3\.11-slim\b", text, re.M)
     assert re.search(r"^ARG TORCH_VARIANT=cpu$", text, re.M)
-    assert re.search(r'^RUN pip install "\.\[s3\]"', text, re.M)  # boto3: s3:// checkpoint.dir
+    # boto3 (s3:// checkpoint.dir) and the fast Kafka output (confluent-kafka, orjson, crc32c)
+    assert re.search(r'^RUN pip install "\.\[s3,fast\]"', text, re.M)
     assert "download.pytorch.org/whl/${TORCH_VARIANT}" in text
     user = re.findall(r"^USER (\S+)", text, re.M)
     assert user and user[-1].split(":")[0] not in {"root", "0"}
