@@ -114,7 +114,8 @@ def test_report_says_why_training_stopped(history_csv, tmp_path, capsys):
 
     out2 = tmp_path / "out2"
     assert run_cli(["backfill", str(src), "--model", "vae", "--output-dir", str(out2),
-                    "--epochs", "1000", "--max-seconds", "0.5", *FAST]) == 0  # fmt: skip
+                    "--epochs", "1000", "--max-seconds", "0.5", *FAST,
+                    "--patience", "1000"]) == 0  # fmt: skip  # no early stop before the budget
     tr = json.loads((out2 / "report.json").read_text())["training"]
     assert tr["stop_reason"] == "max_seconds" and tr["epochs_run"] < 1000
     assert tr["max_seconds"] == 0.5
