@@ -18,11 +18,11 @@ from typing import Any
 import torch
 from torch import nn
 
+from streamgen.batch.kinds import MODEL_KINDS
 from streamgen.errors import CheckpointError, ConfigError
 from streamgen.models.gan import GAN, GANConfig
 from streamgen.models.vae import VAE, VAEConfig
 
-MODEL_KINDS = ("gan", "vae")
 BatchModel = VAE | GAN  # both have score(x), sample(n, T), impute(x, mask)
 
 

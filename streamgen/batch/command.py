@@ -17,13 +17,14 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from streamgen.batch.backfill import BackfillOptions, backfill
-from streamgen.batch.checkpoint import MODEL_KINDS
-from streamgen.batch.distributed import finish
-from streamgen.batch.train import TrainConfig
-from streamgen.config import ModelConfig, load_pipeline
+from streamgen.batch.kinds import MODEL_KINDS
 from streamgen.errors import ConfigError
+
+if TYPE_CHECKING:
+    from streamgen.batch.train import TrainConfig
+    from streamgen.config import ModelConfig
 
 
 def _train_args(p: argparse.ArgumentParser) -> None:
@@ -79,6 +80,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _train_config(args: argparse.Namespace, m: ModelConfig) -> TrainConfig:
+    from streamgen.batch.train import TrainConfig
     """CLI flags over the pipeline's ``model`` section (defaults → pipeline → CLI)."""
     for name in ("epochs", "batch_size", "patience", "max_seconds"):
         v = getattr(args, name, None)
@@ -104,6 +106,11 @@ def _train_config(args: argparse.Namespace, m: ModelConfig) -> TrainConfig:
 
 def run_backfill(args: argparse.Namespace) -> int:
     """``streamgen backfill``: returns 0; bad arguments raise ConfigError."""
+    # Imported here: the parser (``streamgen backfill --help``) needs none of them.
+    from streamgen.batch.backfill import BackfillOptions, backfill
+    from streamgen.batch.distributed import finish
+    from streamgen.config import load_pipeline
+
     pipe = load_pipeline(args.pipeline, args.overrides)
     if not Path(args.input).is_file():
         raise ConfigError(f"input: file not found: {args.input}")
@@ -138,6 +145,7 @@ def run_backfill(args: argparse.Namespace) -> int:
 def run_evaluate_generated(args: argparse.Namespace) -> int:
     """``streamgen evaluate-generated``: print the quality metrics as JSON; returns 0."""
     from streamgen.batch.generated import evaluate_generated
+    from streamgen.config import load_pipeline
 
     pipe = load_pipeline(args.pipeline, args.overrides)
     if args.model is None and (args.real is None or args.synthetic is None):

@@ -274,7 +274,7 @@ class FileSink:
                     self._writer.writerow(self.columns)
                 cells = []
                 fmt_of = _CELL_BY_TYPE.get
-                for k in self.columns:  # columns a row lacks are empty, extra keys ignored
+                for k in self.columns or ():  # a row's missing columns are empty, extras ignored
                     v = row.get(k)
                     fmt = fmt_of(type(v), _cell)
                     cells.append(v if fmt is None else fmt(v))
