@@ -35,7 +35,8 @@ Examples
 ...     def __init__(self, w): self.w, self.steps = {"p": torch.tensor([w])}, 0
 ...     def model_weights(self): return {k: v.clone() for k, v in self.w.items()}
 ...     def load_model_weights(self, w): self.w = {k: v.clone() for k, v in w.items()}
-...     def train_steps(self): return self.steps
+...     @property
+...     def step(self): return self.steps
 >>> a, b = Member(0.0), Member(0.0)
 >>> ga, gb = GroupModel(store, "a"), GroupModel(store, "b")
 >>> ga.start(a), gb.start(b)
@@ -79,7 +80,10 @@ class Learner(Protocol):
 
     def load_model_weights(self, weights: Weights) -> None: ...
 
-    def train_steps(self) -> int: ...
+    @property
+    def step(self) -> int:
+        """Training steps the model has taken (over its whole life)."""
+        ...
 
 
 def default_member_id() -> str:
@@ -149,7 +153,7 @@ class GroupModel:
         self.forget_after_s = forget_after_s
         self.version = 0
         self._anchor: Weights | None = None  # the group weights adopted (version self.version)
-        self._anchor_steps = 0  # train_steps() when they were adopted
+        self._anchor_steps = 0  # learner.step when they were adopted
         # Deltas published from self.version, by publication number: the coordinator may
         # merge any of them (the newest one it read), and the group version says which.
         self._published: dict[int, tuple[Weights, int]] = {}
@@ -167,7 +171,7 @@ class GroupModel:
         else:
             self.version = 0
         self._anchor = _cpu(learner.model_weights())
-        self._anchor_steps = learner.train_steps()
+        self._anchor_steps = learner.step
         self._published = {}
         return self.version
 
@@ -178,7 +182,7 @@ class GroupModel:
         assert self._anchor is not None
         res = SyncResult()
         now_w = _cpu(learner.model_weights())
-        steps = learner.train_steps() - self._anchor_steps
+        steps = learner.step - self._anchor_steps
         delta = _sub(now_w, self._anchor)
         if steps > 0:
             self._seq += 1
@@ -189,9 +193,11 @@ class GroupModel:
             })
             self._published[self._seq] = (delta, steps)
             res.published_steps = steps
+        # The coordinator has the newest group version at hand (the one it wrote or read).
         if coordinator:
-            res.merged, res.stale_contributions = self._merge()
-        group = self.store.load(GROUP)
+            res.merged, res.stale_contributions, group = self._merge()
+        else:
+            group = self.store.load(GROUP)
         if group is not None and int(group["version"]) > self.version:
             gw = {k: v.to(torch.float32) for k, v in group["weights"].items()}
             # Which of this member's contributions made from its version the group holds.
@@ -204,15 +210,17 @@ class GroupModel:
             learner.load_model_weights(_add(gw, keep))
             self.version = int(group["version"])
             self._anchor = gw
-            self._anchor_steps = learner.train_steps() - keep_steps
+            self._anchor_steps = learner.step - keep_steps
             self._published = {}
             res.adopted = self.version
         res.version = self.version
         return res
 
     # -- the coordinator -------------------------------------------------------------------
-    def _merge(self) -> tuple[int, list[str]]:
-        """Merge the contributions made from the current group version into the next one."""
+    def _merge(self) -> tuple[int, list[str], dict[str, Any] | None]:
+        """Merge the contributions made from the current group version into the next one.
+        Returns how many were merged, the members aged out, and the newest group version
+        (the one written, else the one read; None while there is none)."""
         group = self.store.load(GROUP)
         version = int(group["version"]) if group is not None else 0
         base = group["weights"] if group is not None else self._anchor
@@ -241,17 +249,14 @@ class GroupModel:
             total += n
             merged_from[str(c["member"])] = [version, int(c.get("seq", 0))]
         if acc is None or total == 0:
-            return 0, stale
+            return 0, stale, group
         merged = {k: base[k].to(torch.float32) + acc[k] / total for k in base}
-        self.store.save(GROUP, {
+        new = {
             "format": FORMAT_VERSION, "kind": "group-model", "version": version + 1,
             "weights": merged, "merged": merged_from, "steps": total, "time": now,
             "digest": weights_digest(merged),
-        })
+        }
+        self.store.save(GROUP, new)
         log.info("group model version %d merged from %d members (%d steps)", version + 1,
                  len(merged_from), total)
-        return len(merged_from), stale
-
-    def state(self) -> dict[str, Any]:
-        """For logs and /metrics: the member's version."""
-        return {"member": self.member_id, "version": self.version}
+        return len(merged_from), stale, new

@@ -29,7 +29,8 @@ class Member:
     def load_model_weights(self, w):
         self.w = {k: v.clone() for k, v in w.items()}
 
-    def train_steps(self):
+    @property
+    def step(self):
         return self.steps
 
     def train(self, delta: list[float], steps: int) -> None:

@@ -559,9 +559,8 @@ class Engine:
         cal_list = []
         # The batch's slots work on local indices (Fusion.begin): Python lists, not numpy
         # elements, in this loop.
-        local = fusion.begin(slots)
+        uniq, local = fusion.begin(slots)
         model_count = self.calibrator.count
-        uniq = np.unique(slots)
         since = ss.since_flag[uniq].tolist()
         try:
             for j, (i, slot, loc, live) in enumerate(zip(ok.tolist(), slots.tolist(),
@@ -730,10 +729,6 @@ class Engine:
         the optimizer state and everything else stay."""
         assert self.learner is not None, "no model yet: nothing was processed or restored"
         self.learner.model.load_state_dict(weights)
-
-    def train_steps(self) -> int:
-        """Training steps the model has taken (over its whole life, checkpoints included)."""
-        return self.step
 
     def export_keys(self, keys: list[str] | None = None) -> dict[str, Any] | None:
         """Per-key state of ``keys`` (all when None): windows, normalizers, calibrators,

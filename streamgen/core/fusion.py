@@ -104,14 +104,15 @@ class Fusion:
         for c in self._kept:
             c.reset(slot)
 
-    def begin(self, slots: np.ndarray) -> np.ndarray:
+    def begin(self, slots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Open a micro-batch on ``slots``: until :meth:`end`, :meth:`judge` and
-        :meth:`reset` (and the calibrators) take local slot indices, which this returns per
-        element of ``slots`` (:meth:`Calibrator.begin`)."""
+        :meth:`reset` (and the calibrators) take local slot indices (:meth:`Calibrator.begin`).
+        Returns the distinct slots (local index ``i`` is ``distinct[i]``) and each element's
+        local index."""
         uniq, local = np.unique(slots, return_inverse=True)
         for c in self._kept:
             c.begin(uniq)
-        return local
+        return uniq, local
 
     def end(self) -> None:
         for c in self._kept:
