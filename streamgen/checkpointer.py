@@ -139,9 +139,12 @@ class Checkpointer:
                         extra=fields(error=str(exc)))
             return
         if res.merged or res.adopted is not None:
+            from streamgen.merge import weights_digest
+
             log.info("group model", extra=fields(
                 version=res.version, merged=res.merged, adopted=res.adopted,
-                published_steps=res.published_steps, member=self.group.member_id))
+                published_steps=res.published_steps, member=self.group.member_id,
+                digest=weights_digest(self.engine.model_weights())))
 
     def start_group(self) -> None:
         """Adopt the newest group version (a new or restarted member, or after a rewind)."""
