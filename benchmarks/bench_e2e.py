@@ -173,19 +173,24 @@ class ScoreReader(threading.Thread):
 
 def start_service(bootstrap: str, topic: str, scores: str, workdir: Path,
                   overrides: list[str], producer: str = "auto",
-                  metrics_port: int | None = None) -> subprocess.Popen[bytes]:
+                  metrics_port: int | None = None, group_id: str | None = None,
+                  checkpoint_dir: Path | None = None,
+                  log_level: str = "warning") -> subprocess.Popen[bytes]:
+    """``streamgen run`` as a subprocess, its log in ``workdir/service.log``; several members
+    of one group share ``group_id`` and ``checkpoint_dir``."""
     pipeline = {
         "kafka": {"bootstrap_servers": bootstrap, "topics": [topic],
-                  "group_id": f"bench-e2e-{uuid.uuid4().hex[:8]}", "scores_topic": scores,
+                  "group_id": group_id or f"bench-e2e-{uuid.uuid4().hex[:8]}",
+                  "scores_topic": scores,
                   "continuations_topic": None, "alerts_topic": None,
                   "dead_letter_topic": None, "producer": producer},
-        "checkpoint": {"dir": str(workdir / "ckpt"), "interval_seconds": 10},
+        "checkpoint": {"dir": str(checkpoint_dir or workdir / "ckpt"), "interval_seconds": 10},
         "metrics": {"enabled": metrics_port is not None, "port": metrics_port or 0},
         "decode": {"label_field": None},
     }
     path = workdir / "pipeline.yaml"
     path.write_text(yaml.safe_dump(pipeline))
-    cmd = [sys.executable, "-m", "streamgen", "run", str(path), "--log-level", "warning"]
+    cmd = [sys.executable, "-m", "streamgen", "run", str(path), "--log-level", log_level]
     for k, v in TEST_GROUP_CONFIG.items():
         cmd += ["--kafka-option", f"{k}={v}"]
     for o in overrides:
