@@ -342,8 +342,9 @@ def format_markdown(summary: dict[str, Any]) -> str:
     doms = [f"domain:{d}" for d in summary["domains"]]
     out = [f"### Real suite: VUS-PR per domain, every row ranked (seeds {seed_txt}, mean ± std)",
            "", *_table(summary, [*doms, "overall"], "vus_pr", "domain"), ""]
+    has_baseline = any(b in BASELINES and b != "random" for b in summary["detectors"])
     for d in summary["detectors"]:
-        if d in MODELS:
+        if d in MODELS and has_baseline:  # (a run of the models alone has no wins to count)
             w = wins(summary, d)
             out.append(
                 f"- {d}: above the best baseline on {w['win']} of {w['n']} series by VUS-PR "

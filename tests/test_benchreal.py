@@ -54,6 +54,10 @@ def test_summary_tables_wins_and_the_diff_margin():
     assert "| domain | sota | random | \\|Δx\\| |" in md
     assert "| **mean of 2** | 0.400 ± 0.000 |" in md
     assert "above the best baseline on 1 of 2 series" in md
+    # The models alone (no baseline but random): tables, no wins to count.
+    alone = benchreal.summarize([r for r in res if r.detector in ("sota", "random")])
+    md = benchreal.format_markdown(alone)
+    assert "| **mean of 2** | 0.400 ± 0.000 |" in md and "above the best baseline" not in md
 
 
 @pytest.mark.skipif(not available()[0], reason=available()[1])

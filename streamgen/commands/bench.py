@@ -92,12 +92,12 @@ def run(args: argparse.Namespace) -> int:
     else:
         results = suite.run_suite(args.quick, seeds, dets, None, streams, log, base, args.seed)
     summary = suite.summarize(results)
+    if args.json:  # first: a run's results outlive a failure to format them
+        Path(args.json).write_text(json.dumps(suite.to_json(results, summary), indent=1))
     text = suite.format_markdown(summary)
     print(text)
     if args.markdown:
         Path(args.markdown).write_text(text + "\n")
-    if args.json:
-        Path(args.json).write_text(json.dumps(suite.to_json(results, summary), indent=1))
     return 0
 
 
