@@ -41,6 +41,7 @@ from streamgen.batch.outputs import compute_scores, write_imputed, write_scores,
 from streamgen.batch.quality import mmd_rbf, precision_recall_coverage
 from streamgen.batch.train import TrainConfig, steps_per_epoch, train
 from streamgen.config import PipelineConfig
+from streamgen.core.jsonsafe import write_json
 from streamgen.errors import ConfigError
 
 
@@ -196,7 +197,7 @@ def _backfill(input_path: str | Path, pipe: PipelineConfig, opts: BackfillOption
                   f"streamgen backfill: {opts.model} on {Path(input_path).name}")  # fmt: skip
     stages.done("report")
     summary["timings"] = stages.seconds | {"total": round(time.monotonic() - stages.t0, 3)}
-    rpt.write_json(out / "report.json", summary)
+    write_json(out / "report.json", summary)
     return summary
 
 

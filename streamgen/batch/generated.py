@@ -21,10 +21,10 @@ from streamgen.batch.checkpoint import default_model_args
 from streamgen.batch.dataset import KeyScaler, group_by_key, make_windows
 from streamgen.batch.history import read_history
 from streamgen.batch.quality import evaluate_quality
-from streamgen.batch.report import write_json
 from streamgen.batch.sines import sine_data
 from streamgen.batch.train import TrainConfig, train
 from streamgen.config import PipelineConfig
+from streamgen.core.jsonsafe import write_json
 from streamgen.errors import ConfigError
 
 

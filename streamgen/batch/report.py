@@ -6,29 +6,9 @@ time with the threshold and flagged rows, and real vs synthetic windows of chann
 
 from __future__ import annotations
 
-import json
-import math
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-
-
-def _clean(obj: Any) -> Any:
-    """JSON-safe: numpy scalars → Python, non-finite floats → None."""
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
-
-def write_json(path: str | Path, data: dict[str, Any]) -> None:
-    Path(path).write_text(json.dumps(_clean(data), indent=2) + "\n", encoding="utf-8")
 
 
 def write_png(

@@ -26,14 +26,11 @@ missing or empty key is ``"default"``; value channels of ``--actual`` are the co
 from __future__ import annotations
 
 import argparse
-import csv
-import gzip
 import json
 import math
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -41,7 +38,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from streamgen.core.decode import is_numeric as _is_numeric
-from streamgen.errors import ConfigError
+from streamgen.core.decode import parse_time_ms
+from streamgen.errors import ConfigError, DecodeError
 from streamgen.evaluation.detection import average_precision, evaluate_detection, roc_auc
 from streamgen.evaluation.forecast import (
     ActualSeries,
@@ -50,14 +48,13 @@ from streamgen.evaluation.forecast import (
     forecast_metrics,
     join_continuations,
 )
+from streamgen.io.files import read_table
 
-__all__ = ["register", "run", "to_ms"]
+__all__ = ["register", "run"]
 
-_SECONDS_BELOW = 1e11  # epoch numbers below this are seconds (1e11 s is 5138, 1e11 ms 1973)
 _MAX_ABS_VALUE = 1e30  # the decoder dead-letters larger values
 _DEFAULT_KEY = "default"
 _RESERVED = {"key", "ts", "timestamp", "is_anomaly"}  # not value channels (decoder defaults)
-_JSONL_SUFFIXES = (".jsonl", ".ndjson", ".json")
 #: The column ranked by default, and the fallback for files without it.
 DEFAULT_SCORE_COLUMN = "calibrated"
 RAW_SCORE_COLUMN = "score"
@@ -70,36 +67,6 @@ _FALSE = {"false", "no", "n", "f"}
 # --------------------------------------------------------------------------------------------
 
 
-def to_ms(value: object) -> int:
-    """Timestamp to integer milliseconds since the epoch, as the pipeline's decoder does it.
-
-    Examples
-    --------
-    >>> to_ms("1970-01-01T00:00:01Z"), to_ms("1970-01-01 00:00:02")
-    (1000, 2000)
-    >>> to_ms(3), to_ms("2.5"), to_ms(4_000_000_000_000)
-    (3000, 2500, 4000000000000)
-    """
-    if isinstance(value, bool) or value is None:
-        raise ValueError(f"not a timestamp: {value!r}")
-    if isinstance(value, int) and abs(value) >= _SECONDS_BELOW:
-        return int(value)
-    if isinstance(value, int | float):
-        x = float(value)
-    else:
-        text = str(value).strip()
-        try:
-            x = float(text)
-        except ValueError:
-            dt = datetime.fromisoformat(text)
-            if dt.tzinfo is None:
-                dt = dt.replace(tzinfo=UTC)
-            return int(round(dt.timestamp() * 1000))
-    if not math.isfinite(x):
-        raise ValueError(f"not a timestamp: {value!r}")
-    return int(round(x)) if abs(x) >= _SECONDS_BELOW else int(round(x * 1000))
-
-
 def _empty(value: object) -> bool:
     return value is None or (isinstance(value, str) and value.strip() == "")
 
@@ -110,8 +77,8 @@ def _where(path: Path, row: int) -> str:
 
 def _ts(value: object, path: Path, row: int) -> int:
     try:
-        return to_ms(value)
-    except (ValueError, TypeError, OverflowError):
+        return parse_time_ms(value)
+    except DecodeError:
         raise ConfigError(f"{_where(path, row)}: cannot parse timestamp {value!r}") from None
 
 
@@ -160,61 +127,20 @@ def _number_or_nan(value: object, limit: float = _MAX_ABS_VALUE) -> float:
     return x if math.isfinite(x) and abs(x) <= limit else float("nan")
 
 
-def _is_jsonl(path: Path, head: str) -> bool:
-    name = path.name.lower().removesuffix(".gz")
-    if name.endswith(_JSONL_SUFFIXES):
-        return True
-    if name.endswith(".csv"):
-        return False
-    return head.lstrip().startswith("{")
-
-
-def _read_text(path: Path, flag: str) -> str:
-    try:
-        if path.name.lower().endswith(".gz"):
-            with gzip.open(path, "rt", encoding="utf-8-sig") as fh:
-                return fh.read()
-        return path.read_text(encoding="utf-8-sig")
-    except OSError as exc:
-        raise ConfigError(f"{flag}: cannot read {path}: {exc.strerror or exc}") from None
-    except (UnicodeDecodeError, EOFError):
-        raise ConfigError(f"{flag}: {path} is not UTF-8 text (or a corrupt .gz)") from None
-
-
 def _read_table(path: Path, flag: str) -> tuple[list[str], list[dict[str, Any]], bool]:
     """Column names, rows (CSV: strings, JSONL: native values), and whether it is JSONL."""
-    text = _read_text(path, flag)
-    if _is_jsonl(path, text[:64]):
-        rows: list[dict[str, Any]] = []
-        columns: dict[str, None] = {}
-        for n, line in enumerate(text.splitlines()):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError:
-                raise ConfigError(f"{flag}: {path.name} line {n + 1} is not valid JSON") from None
-            if not isinstance(obj, dict):
-                raise ConfigError(f"{flag}: {path.name} line {n + 1} is not a JSON object")
-            columns.update(dict.fromkeys(obj))
-            rows.append(obj)
-        return list(columns), rows, True
-    reader = csv.DictReader(text.splitlines())
-    if reader.fieldnames is None:
-        raise ConfigError(f"{flag}: {path} is empty")
-    fields = [f.strip() for f in reader.fieldnames]
-    rows = [
-        {k.strip(): v for k, v in r.items() if k is not None}
-        for r in reader
-        if any((v or "").strip() for v in r.values() if isinstance(v, str))
-    ]
-    return fields, rows, False
+    try:
+        return read_table(path)
+    except ConfigError as exc:
+        raise ConfigError(f"{flag}: {exc}") from None
 
 
 def _pick(columns: Sequence[str], names: Sequence[str], flag: str, path: Path) -> str:
     for name in names:
         if name in columns:
             return name
+    if not columns:
+        raise ConfigError(f"{flag}: {path.name} is empty")
     wanted = " or ".join(repr(n) for n in names)
     raise ConfigError(f"{flag}: {path.name} has no {wanted} column (columns: {', '.join(columns)})")
 
@@ -417,8 +343,8 @@ def read_actual(
     ts_list: list[int | None] = []
     for r in rows:
         try:
-            ts_list.append(to_ms(r.get(ts_col)))
-        except (ValueError, TypeError, OverflowError):
+            ts_list.append(parse_time_ms(r.get(ts_col)))
+        except DecodeError:
             ts_list.append(None)
     if channels:
         names = list(channels)
@@ -826,13 +752,12 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"streamgen evaluate: error: {exc}", file=sys.stderr)
         return 2
-    from streamgen.evaluation.report import jsonable
+    from streamgen.core.jsonsafe import dumps_strict
 
     for warning in (result.get("detection") or {}).get("warnings", []):
         print(f"streamgen evaluate: warning: {warning}", file=sys.stderr)
     if args.json:
-        json.dump(jsonable(result), sys.stdout, indent=2, allow_nan=False)
-        sys.stdout.write("\n")
+        sys.stdout.write(dumps_strict(result) + "\n")
     else:
         print_table(result, sys.stdout)
     return 0

@@ -17,8 +17,6 @@ Plots (matplotlib, Agg canvas; matplotlib is imported only when a report is writ
 
 from __future__ import annotations
 
-import json
-import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -28,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
+from streamgen.core.jsonsafe import write_json
 from streamgen.evaluation.detection import segments
 from streamgen.evaluation.forecast import ActualSeries, JoinedForecasts
 
@@ -35,7 +34,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = ["KeySeries", "jsonable", "write_metrics_json", "write_report"]
+__all__ = ["KeySeries", "write_report"]
 
 FloatArray = NDArray[np.float64]
 
@@ -59,35 +58,6 @@ class KeySeries:
     actual: ActualSeries | None = None
     score_column: str = "score"
     raw_score: FloatArray | None = None
-
-
-def jsonable(obj: Any) -> Any:
-    """Convert to plain JSON types: numpy scalars/arrays to Python, non-finite floats to None.
-
-    Examples
-    --------
-    >>> jsonable({"a": np.float64(1.5), "b": [float("nan"), np.int64(2)], "c": (True,)})
-    {'a': 1.5, 'b': [None, 2], 'c': [True]}
-    """
-    if isinstance(obj, Mapping):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, np.ndarray):
-        return jsonable(obj.tolist())
-    if isinstance(obj, list | tuple):
-        return [jsonable(v) for v in obj]
-    if isinstance(obj, bool | np.bool_):
-        return bool(obj)
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, float | np.floating):
-        return float(obj) if math.isfinite(obj) else None
-    return obj
-
-
-def write_metrics_json(path: Path, metrics: Mapping[str, Any]) -> Path:
-    """Write ``metrics`` as indented, strict JSON (``nan`` becomes ``null``)."""
-    path.write_text(json.dumps(jsonable(metrics), indent=2, allow_nan=False) + "\n")
-    return path
 
 
 def _safe_name(key: str) -> str:
@@ -290,7 +260,7 @@ def write_report(
     The plotted keys are the ``max_keys`` with the most labelled rows (input order on ties).
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    written = [write_metrics_json(out_dir / "metrics.json", metrics)]
+    written = [write_json(out_dir / "metrics.json", metrics)]
 
     def n_labelled(ks: KeySeries) -> int:
         return 0 if ks.labels is None else int(ks.labels.sum())

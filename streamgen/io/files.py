@@ -70,8 +70,27 @@ def check_input(path: str | Path) -> None:
 MAX_CSV_RECORD_LINES = 64
 
 
-def read_raw(path: str | Path, max_record_bytes: int = 1_000_000) -> Iterator[RawMessage]:
+def sniff_format(path: str | Path) -> str:
+    """:func:`file_format`, or for a name without a known suffix, ``"jsonl"`` when the file's
+    first non-blank character is ``{`` and ``"csv"`` otherwise."""
+    try:
+        return file_format(path)
+    except ConfigError:
+        pass
+    try:
+        with _open_text(Path(path), "r") as fh:
+            head = fh.read(256)
+    except (EOFError, OSError, zlib.error):
+        return "csv"  # the reader reports why it cannot read it
+    return "jsonl" if head.lstrip().startswith("{") else "csv"
+
+
+def read_raw(
+    path: str | Path, max_record_bytes: int = 1_000_000, fmt: str | None = None
+) -> Iterator[RawMessage]:
     """Yield every data record of a CSV/JSONL file as a :class:`RawMessage`, in file order.
+
+    ``fmt`` (``"csv"`` or ``"jsonl"``) overrides the format the file name implies.
 
     Nothing read is lost to a framing fault: a CSV line that cannot be parsed (an
     unterminated quote, a record over ``max_record_bytes``) and the rest of a truncated or
@@ -81,7 +100,7 @@ def read_raw(path: str | Path, max_record_bytes: int = 1_000_000) -> Iterator[Ra
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"input: file not found: {p}")
-    fmt = file_format(p)
+    fmt = fmt or file_format(p)
     topic = p.name
     i = 0
     # JSONL records end at "\n" only: a carriage return inside a line is data (it would
@@ -179,6 +198,46 @@ def _csv_records(
             return
         yield Unreadable(text.encode("utf-8", errors="surrogateescape"),
                          "malformed CSV: the file ends inside a quoted field")
+
+
+def read_table(path: str | Path) -> tuple[list[str], list[dict[str, Any]], bool]:
+    """A whole CSV/JSONL(.gz) file as rows, strictly: ``(columns, rows, is_jsonl)``.
+
+    For files that are tables rather than streams (scores, labels, continuations): a row
+    that cannot be read is a :class:`~streamgen.errors.ConfigError` naming its line, not a
+    dead letter. CSV cells stay text (header names and blank rows trimmed), JSONL values
+    keep their JSON types; blank lines are skipped. Unknown suffixes are sniffed
+    (:func:`sniff_format`).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"cannot read {p}: no such file")
+    fmt = sniff_format(p)
+    columns: dict[str, None] = {}
+    rows: list[dict[str, Any]] = []
+    for msg in read_raw(p, fmt=fmt):
+        value, n = msg.value, msg.position.offset + 1
+        if isinstance(value, Unreadable):
+            raise ConfigError(f"{p.name} {'line' if fmt == 'jsonl' else 'row'} {n}: "
+                              f"{value.reason}")
+        if isinstance(value, bytes):
+            if not value.strip():
+                continue
+            try:
+                obj = json.loads(value)
+            except ValueError:  # UnicodeDecodeError too
+                raise ConfigError(f"{p.name} line {n} is not valid JSON") from None
+            if not isinstance(obj, dict):
+                raise ConfigError(f"{p.name} line {n} is not a JSON object")
+        else:
+            if not columns:
+                columns.update(dict.fromkeys(k.strip() for k in value if k is not None))
+            if not any(isinstance(v, str) and v.strip() for v in value.values()):
+                continue
+            obj = {k.strip(): v for k, v in value.items() if k is not None}
+        columns.update(dict.fromkeys(obj))
+        rows.append(obj)
+    return list(columns), rows, fmt == "jsonl"
 
 
 def read_records(path: str | Path, decode: DecodeConfig) -> Iterator[Record | DeadLetter]:

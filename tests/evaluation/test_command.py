@@ -14,7 +14,9 @@ import numpy as np
 import pytest
 
 from streamgen.evaluation import report as report_module
-from streamgen.evaluation.command import register, run, to_ms
+from streamgen.core.decode import parse_time_ms as to_ms
+from streamgen.errors import DecodeError
+from streamgen.evaluation.command import register, run
 from streamgen.evaluation.detection import best_f1, roc_auc
 
 T0 = 1_700_000_000_000  # ms
@@ -451,7 +453,7 @@ def test_to_ms_formats():
     assert to_ms(str(T0)) == T0  # ms as text
     assert to_ms("1700000000.5") == T0 + 500
     for bad in ("", "nan", None, True):
-        with pytest.raises(ValueError):
+        with pytest.raises(DecodeError):
             to_ms(bad)
     assert not math.isnan(to_ms(0))
 
