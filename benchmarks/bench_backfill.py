@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import os
 import subprocess
 import sys
@@ -34,24 +35,14 @@ from pathlib import Path
 
 import numpy as np
 
+from streamgen.evaluation.detection import average_precision, roc_auc
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def average_precision(scores: np.ndarray, labels: np.ndarray) -> float | None:
-    """PR-AUC as average precision (step-wise, ties broken by order of the sort)."""
-    pos = int((labels == 1).sum())
-    if pos == 0 or pos == len(labels):
-        return None
-    order = np.argsort(-scores, kind="stable")
-    hits = (labels[order] == 1).astype(np.float64)
-    precision = np.cumsum(hits) / np.arange(1, len(hits) + 1)
-    return float((precision * hits).sum() / pos)
-
-
-def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float | None:
-    from streamgen.batch.scoring import roc_auc as _roc
-
-    return _roc(scores, labels)
+def _or_none(value: float) -> float | None:
+    """``None`` (JSON ``null``) for an undefined metric (one class only)."""
+    return None if math.isnan(value) else value
 
 
 def detection_quality(scores_csv: Path, input_csv: Path) -> dict[str, float | None]:
@@ -68,10 +59,10 @@ def detection_quality(scores_csv: Path, input_csv: Path) -> dict[str, float | No
     ok = np.isfinite(score)
     s, c, y = score[ok], cal[ok], labels[ok]
     return {
-        "roc_auc": roc_auc(s, y),
-        "pr_auc": average_precision(s, y),
-        "roc_auc_calibrated": roc_auc(c, y),
-        "pr_auc_calibrated": average_precision(c, y),
+        "roc_auc": _or_none(roc_auc(s, y)),
+        "pr_auc": _or_none(average_precision(s, y)),
+        "roc_auc_calibrated": _or_none(roc_auc(c, y)),
+        "pr_auc_calibrated": _or_none(average_precision(c, y)),
         "positives": int(y.sum()),
         "rows": int(ok.sum()),
     }

@@ -30,10 +30,11 @@ from typing import Any
 
 import numpy as np
 
-from streamgen.benchsuite import average_precision, make_suite, roc_auc
+from streamgen.benchsuite import make_suite
 from streamgen.config import PipelineConfig, apply_overrides
 from streamgen.core.engine import Engine, Sinks
 from streamgen.core.ports import RawMessage
+from streamgen.evaluation.detection import average_precision, roc_auc
 from streamgen.io.files import ListSink
 from streamgen.io.store import CheckpointStore, LocalBackend
 from streamgen.merge import GroupModel

@@ -41,7 +41,8 @@ from typing import Any
 
 import numpy as np
 
-from streamgen.benchsuite import average_precision, make_suite, roc_auc
+from streamgen.benchsuite import make_suite
+from streamgen.evaluation.detection import average_precision, roc_auc
 
 
 def write_suite_csv(path: Path, seed: int) -> tuple[list[str], np.ndarray]:

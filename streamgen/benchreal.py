@@ -45,17 +45,9 @@ from typing import Any
 
 import numpy as np
 
-from streamgen.benchsuite import (
-    Stream,
-    _mean,
-    _ms,
-    average_precision,
-    engine_run,
-    roc_auc,
-    run_baseline,
-)
+from streamgen.benchsuite import Stream, _mean, _ms, engine_run, run_baseline
 from streamgen.config import PipelineConfig
-from streamgen.evaluation.detection import vus
+from streamgen.evaluation.detection import average_precision, roc_auc, vus
 from streamgen.evaluation.forecast import estimate_period
 
 MODELS = ("sota", "rvae")

@@ -48,6 +48,8 @@ from typing import Any
 import numpy as np
 
 from streamgen.config import PipelineConfig
+from streamgen.evaluation.detection import average_precision, roc_auc
+from streamgen.evaluation.forecast import estimate_period
 from streamgen.synthetic import KINDS, make_stream
 
 DETECTORS = ("sota", "rvae", "hst", "rolling_z", "diff")
@@ -64,38 +66,6 @@ STREAMS = (
     "many_keys",
 )
 _START_S = 1_700_000_000
-
-
-# -- metrics ---------------------------------------------------------------------------------
-def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Rank (Mann-Whitney) ROC-AUC; ties count half."""
-    y = labels.astype(bool)
-    n_pos, n_neg = int(y.sum()), int((~y).sum())
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    order = np.argsort(scores, kind="mergesort")
-    s = scores[order]
-    first = np.r_[True, s[1:] != s[:-1]]
-    group = np.cumsum(first) - 1
-    starts = np.r_[np.flatnonzero(first), len(s)]
-    avg = 0.5 * (starts[group] + starts[group + 1] - 1) + 1.0  # average 1-based rank
-    ranks = np.empty(len(s))
-    ranks[order] = avg
-    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
-def average_precision(scores: np.ndarray, labels: np.ndarray) -> float:
-    """PR-AUC as average precision (step-wise, one point per distinct threshold)."""
-    y = labels.astype(bool)
-    if not y.any():
-        return float("nan")
-    order = np.argsort(-scores, kind="mergesort")
-    s, yy = scores[order], y[order]
-    last = np.r_[np.flatnonzero(s[1:] != s[:-1]), len(s) - 1]
-    tps = np.cumsum(yy)[last]
-    precision = tps / (last + 1)
-    recall = tps / tps[-1]
-    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
 
 
 # -- streams ---------------------------------------------------------------------------------
@@ -314,15 +284,6 @@ class _Collect:
         pass
 
 
-def _season(x: np.ndarray, max_lag: int) -> int:
-    """Dominant period of a (N, C) prefix: the highest autocorrelation peak after lag 1."""
-    z = (x - x.mean(0)) / (x.std(0) + 1e-12)
-    ac = np.array([np.mean(z[lag:] * z[:-lag]) for lag in range(1, max_lag + 1)])
-    below = np.flatnonzero(ac < 0)
-    start = int(below[0]) if len(below) else 1
-    return start + 1 + int(np.argmax(ac[start:]))
-
-
 def forecast_errors(s: Stream, conts: dict[str, list[Any]], horizon: int) -> dict[str, float]:
     """Scaled MAE of continuations vs last-value and seasonal-naive, over normal futures.
 
@@ -332,7 +293,10 @@ def forecast_errors(s: Stream, conts: dict[str, list[Any]], horizon: int) -> dic
     """
     K, N, C = s.values.shape
     errs: dict[str, list[float]] = {"model": [], "last": [], "snaive": []}
-    periods = [_season(s.values[k, : s.warmup], min(200, s.warmup // 2)) for k in range(K)]
+    periods = [
+        estimate_period(s.values[k, : s.warmup], min(200, s.warmup // 2), None, "strongest") or 1
+        for k in range(K)
+    ]
     scale = s.values[:, : s.warmup].std(1) + 1e-12  # (K, C)
     h = np.arange(1, horizon + 1)
     for key, ts_ms, fc in zip(conts["key"], conts["ts_ms"], conts["forecast"], strict=True):
@@ -671,13 +635,11 @@ __all__ = [
     "DETECTORS",
     "RunResult",
     "Stream",
-    "average_precision",
     "engine_run",
     "forecast_errors",
     "format_markdown",
     "format_pr_table",
     "make_suite",
-    "roc_auc",
     "run_baseline",
     "run_streamgen",
     "run_suite",

@@ -6,6 +6,7 @@ the report.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,9 @@ from streamgen.batch.checkpoint import BatchModel
 from streamgen.batch.dataset import KeyScaler, KeySeries, WindowSet, train_cut
 from streamgen.batch.history import History, PartialRow
 from streamgen.batch.impute import build_grid, impute_points
-from streamgen.batch.scoring import robust_z, roc_auc, sanitize, score_points
+from streamgen.batch.scoring import robust_z, sanitize, score_points
 from streamgen.core.engine import iso_ms
+from streamgen.evaluation.detection import roc_auc
 from streamgen.io.files import FileSink
 from streamgen.records import Record
 
@@ -76,10 +78,12 @@ def compute_scores(
     if has.any():
         lab, pred = labels[has], flagged[has]
         tp = int((pred & (lab == 1)).sum())
+        binary = lab <= 1  # the ROC curve ranks labelled 0 against labelled 1
+        auc = roc_auc(score[has][binary], lab[binary])
         summary["labels"] = {
             "labelled_rows": int(has.sum()),
             "positives": int((lab == 1).sum()),
-            "roc_auc": roc_auc(score[has], lab),
+            "roc_auc": None if math.isnan(auc) else auc,
             "precision": tp / max(int(pred.sum()), 1),
             "recall": tp / max(int((lab == 1).sum()), 1),
         }

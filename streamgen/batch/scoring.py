@@ -85,19 +85,3 @@ def sanitize(scores: np.ndarray) -> tuple[np.ndarray, int]:
     finite = scores[~bad]
     fill = float(finite.max()) if len(finite) else 0.0
     return np.where(bad, fill, scores), int(bad.sum())
-
-
-def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float | None:
-    """Area under the ROC curve (ties averaged); None when only one class is present.
-
-    >>> roc_auc(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1]))
-    0.75
-    """
-    pos, neg = labels == 1, labels == 0
-    n_pos, n_neg = int(pos.sum()), int(neg.sum())
-    if n_pos == 0 or n_neg == 0:
-        return None
-    _, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
-    ranks = (np.cumsum(counts) - (counts - 1) / 2.0)[inverse]  # 1-based, ties averaged
-    u = ranks[pos].sum() - n_pos * (n_pos + 1) / 2.0
-    return float(u / (n_pos * n_neg))

@@ -173,12 +173,24 @@ class JoinedForecasts:
 
 
 def estimate_period(
-    values: ArrayLike, max_lag: int | None = None, min_acf: float = 0.2
+    values: ArrayLike,
+    max_lag: int | None = None,
+    min_acf: float | None = 0.2,
+    rule: str = "peak",
 ) -> int | None:
-    """Dominant period from the autocorrelation (biased estimator, averaged over channels).
+    """Dominant period from the autocorrelation (averaged over channels).
 
-    The period is the lag of the highest local maximum of the ACF in ``2..max_lag`` (default
-    ``n // 2``), provided its autocorrelation is at least ``min_acf``; otherwise ``None``.
+    Two rules pick the lag among ``2..max_lag`` (default ``n // 2``):
+
+    * ``"peak"``: the highest local maximum of the biased ACF (divided by ``n`` at every lag,
+      as TSB-AD's period for VUS windows): the fundamental period of the series;
+    * ``"strongest"``: the highest ACF with each lag averaged over the pairs it has (unbiased,
+      divided by ``n - lag``), searched from the first lag with a negative one (lag 2 when
+      none is): the lag whose values best repeat, i.e. the strongest seasonal-naive forecast
+      (for a sum of seasons with unrelated periods, a lag where they nearly realign).
+
+    The lag is returned if its autocorrelation is at least ``min_acf`` (``None``: any);
+    otherwise, or for fewer than 6 rows or a constant series, ``None``.
 
     Examples
     --------
@@ -187,7 +199,11 @@ def estimate_period(
     12
     >>> estimate_period(np.random.default_rng(0).normal(size=200)) is None
     True
+    >>> estimate_period(np.sin(2 * np.pi * t / 12), rule="strongest")
+    12
     """
+    if rule not in ("peak", "strongest"):
+        raise ValueError(f"rule must be 'peak' or 'strongest', not {rule!r}")
     x = np.asarray(values, dtype=np.float64)
     if x.ndim == 1:
         x = x[:, None]
@@ -204,13 +220,20 @@ def estimate_period(
     size = 1 << (2 * n - 1).bit_length()
     spec = np.fft.rfft(x, size, axis=0)
     acov = np.fft.irfft(spec * np.conj(spec), size, axis=0)[: top + 2]
-    acf = (acov / acov[0]).mean(axis=1)
-    lags = np.arange(2, top + 1)
-    peak = (acf[lags] > acf[lags - 1]) & (acf[lags] >= acf[lags + 1])
-    if not peak.any():
-        return None
-    best = lags[peak][np.argmax(acf[lags][peak])]
-    return int(best) if acf[best] >= min_acf else None
+    acf = acov / acov[0]
+    if rule == "peak":
+        acf = acf.mean(axis=1)
+        lags = np.arange(2, top + 1)
+        peak = (acf[lags] > acf[lags - 1]) & (acf[lags] >= acf[lags + 1])
+        if not peak.any():
+            return None
+        best = int(lags[peak][np.argmax(acf[lags][peak])])
+    else:
+        acf = (acf[: top + 1] * (n / (n - np.arange(top + 1)))[:, None]).mean(axis=1)
+        below = np.flatnonzero(acf[1:] < 0)
+        first = int(below[0]) + 1 if len(below) else 2
+        best = first + int(np.argmax(acf[first:]))
+    return best if min_acf is None or acf[best] >= min_acf else None
 
 
 def _seasonal_index(anchor: int, horizon: int, period: int) -> NDArray[np.int64]:

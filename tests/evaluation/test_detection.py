@@ -175,6 +175,16 @@ def test_average_precision_hand():
     assert average_precision([0.9, 0.7, 0.7, 0.1], [0, 1, 0, 1]) == pytest.approx(5 / 12)
 
 
+def test_ranking_metrics_with_a_tie_across_classes_at_the_top():
+    s = np.array([0.1, 0.4, 0.35, 0.8, 0.8])
+    y = np.array([0, 0, 1, 1, 0])
+    # Pairs (pos, neg): (0.35: beats 0.1 only) + (0.8: beats 0.1, 0.4, ties 0.8) over 6 pairs.
+    assert roc_auc(s, y) == pytest.approx((1 + 2.5) / 6)
+    # Thresholds 0.8 (P=1/2, R=1/2) and 0.35 (P=2/4, R=1): AP = 0.5*0.5 + 0.5*0.5.
+    assert average_precision(s, y) == pytest.approx(0.5)
+    assert math.isnan(average_precision(s, np.zeros(5)))
+
+
 def test_best_f1_hand():
     # sorted 0.8(+) 0.4(-) 0.35(+) 0.1(-), P=2.  F1 = 2TP/(TP+FP+P):
     # t=.8: 2/(1+0+2)=.667 ; t=.35: 4/(2+1+2)=.8 ; t=.1: 4/(2+2+2)=.667 -> best .8 at .35

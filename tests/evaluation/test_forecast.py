@@ -129,6 +129,34 @@ def test_estimate_period_cases():
     assert estimate_period([1.0, 2.0, 3.0]) is None
 
 
+def _strongest_lag(x: np.ndarray, max_lag: int) -> int:
+    """The "strongest" rule by its definition: z-score each channel, average ``z_t z_(t-lag)``
+    over all pairs of a lag, search from the first negative lag (lag 2 without one)."""
+    z = (x - x.mean(0)) / x.std(0)
+    ac = np.array([np.mean(z[lag:] * z[:-lag]) for lag in range(1, max_lag + 1)])
+    below = np.flatnonzero(ac < 0)
+    start = int(below[0]) if len(below) else 1
+    return start + 1 + int(np.argmax(ac[start:]))
+
+
+def test_estimate_period_strongest_rule_matches_its_definition():
+    rng = np.random.default_rng(1)
+    t = np.arange(400)[:, None]
+    for _ in range(50):
+        periods = rng.uniform(5, 60, size=(1, 2))
+        x = np.sin(2 * np.pi * t / periods).sum(1, keepdims=True) + rng.normal(size=(400, 2))
+        max_lag = int(rng.integers(3, 200))
+        got = estimate_period(x, max_lag=max_lag, min_acf=None, rule="strongest")
+        assert got == _strongest_lag(x, max_lag)
+    # Seasons of 7 and 23.3 rows: the biased ACF (which shrinks long lags) peaks at 21, where
+    # they roughly realign; 70 rows apart (10 x 7, 3 x 23.3) the values repeat more closely.
+    two = np.sin(2 * np.pi * t[:, 0] / 7) + np.sin(2 * np.pi * t[:, 0] / 23.3)
+    assert estimate_period(two, max_lag=150) == 21
+    assert estimate_period(two, max_lag=150, min_acf=None, rule="strongest") == 70
+    with pytest.raises(ValueError, match="rule"):
+        estimate_period(two, rule="best")
+
+
 def test_channel_mismatch_is_an_error():
     act = {"a": actual([[1.0, 2.0], [3.0, 4.0]])}
     with pytest.raises(ValueError, match="channels"):
