@@ -1,16 +1,16 @@
-"""Batch model checkpoints: plain dicts, atomic writes, safe loads, models rebuilt from args.
+"""Batch model checkpoints: plain dicts, safe loads, models rebuilt from args.
 
 A checkpoint is ``{"model", "optimizer", "model_args", "epoch", "config", "best_model",
 "best_val", "bad_epochs", "history"}`` of tensors and plain Python values only, so it loads
 with ``torch.load(..., weights_only=True)``. ``model_args`` (the model's frozen config as a
 dict) rebuilds the module: shape-defining arguments come back from the checkpoint, never from
 the command line. ``config["kind"]`` is ``"vae"`` or ``"gan"``; ``config["data"]`` holds what
-the caller needs to use the model alone (window length, channels, scaler).
+the caller needs to use the model alone (window length, channels, scaler). They are written
+with :func:`streamgen.core.checkpoint.save_atomic` (temp file, fsync, rename), as the engine's.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from streamgen.batch.kinds import MODEL_KINDS
-from streamgen.errors import CheckpointError, ConfigError
+from streamgen.errors import ConfigError
 from streamgen.models.gan import GAN, GANConfig
 from streamgen.models.vae import VAE, VAEConfig
 
@@ -55,18 +55,6 @@ def model_from_checkpoint(ckpt: dict[str, Any], device: torch.device | str = "cp
     model = build_model(ckpt["config"]["kind"], ckpt["model_args"])
     model.load_state_dict(ckpt.get("best_model") or ckpt["model"])
     return model.to(device).eval()
-
-
-def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
-    """Write atomically: temp file in the same folder, then rename."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(p.name + ".tmp")
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, p)
-    except OSError as exc:
-        raise CheckpointError(f"cannot write checkpoint {p}: {exc.strerror}") from exc
 
 
 def cpu_state(module: nn.Module) -> dict[str, torch.Tensor]:

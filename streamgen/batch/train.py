@@ -47,12 +47,7 @@ from torch import nn
 from torch.utils.data import DistributedSampler
 from tqdm import tqdm
 
-from streamgen.batch.checkpoint import (
-    BatchModel,
-    build_model,
-    cpu_state,
-    save_checkpoint,
-)
+from streamgen.batch.checkpoint import BatchModel, build_model, cpu_state
 from streamgen.batch.device import cpu_threads, resolve_device
 from streamgen.batch.distributed import (
     DistContext,
@@ -63,6 +58,7 @@ from streamgen.batch.distributed import (
     init_process_group,
 )
 from streamgen.batch.quality import mmd_rbf
+from streamgen.core.checkpoint import save_atomic
 from streamgen.errors import ConfigError
 from streamgen.models.gan import GAN, diversity_ratio
 from streamgen.models.vae import VAE
@@ -423,7 +419,7 @@ def _train(
             "history": history,
         }
         if checkpoint_path is not None and ctx.is_main:
-            save_checkpoint(state, checkpoint_path)
+            save_atomic(state, checkpoint_path)
         progress.end_epoch(epoch, row, best_val)
         if reason != "epochs":
             break
@@ -440,7 +436,7 @@ def _train(
     elif isinstance(model, VAE) and len(train_t) > 1:
         model.fit_prior(train_t, max_points=5000)  # the EM is O(points); 5,000 fit 30 parts
     if state is not None and checkpoint_path is not None and ctx.is_main:
-        save_checkpoint(state | {"best_model": cpu_state(model)}, checkpoint_path)
+        save_atomic(state | {"best_model": cpu_state(model)}, checkpoint_path)
     best_epoch = int(min(history, key=lambda r: r["val"])["epoch"]) if history else -1
     return TrainResult(model, history, best_epoch, epoch + 1, reason != "epochs", reason,
                        stepper.n, seconds)  # fmt: skip

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
@@ -21,11 +23,16 @@ def data() -> tuple[np.ndarray, np.ndarray]:
 
 
 @pytest.mark.parametrize("kind", ["vae", "gan"])
-def test_checkpoint_round_trip_gives_identical_outputs(kind, data, tmp_path):
+def test_checkpoint_round_trip_gives_identical_outputs(kind, data, tmp_path, monkeypatch):
     cfg = TrainConfig(epochs=2, batch_size=16, progress=False, device="cpu")
     args = default_model_args(kind, 2, **TINY)
     ckpt_path = tmp_path / "m.pt"
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(fd) or real_fsync(fd))
     res = train(kind, args, *data, cfg, checkpoint_path=ckpt_path, data_state={"w": 10})
+    # Each of the 3 writes (2 epochs, the final fits) fsyncs the file and its folder.
+    assert len(synced) == 6 and [p.name for p in tmp_path.iterdir()] == ["m.pt"]
     assert len(res.history) == 2 and all(np.isfinite(r["val"]) for r in res.history)
     ckpt = torch.load(ckpt_path, weights_only=True)  # plain dict: no pickled objects
     assert set(ckpt) >= {"model", "optimizer", "model_args", "epoch", "config"}
