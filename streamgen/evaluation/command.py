@@ -48,6 +48,7 @@ from streamgen.evaluation.forecast import (
     forecast_metrics,
     join_continuations,
 )
+from streamgen.evaluation.summary import format_summary, headline
 from streamgen.io.files import read_table
 
 __all__ = ["register", "run"]
@@ -472,6 +473,10 @@ def _detection(args: argparse.Namespace, scores: ScoreRows, join: LabelJoin) -> 
             result["warm"] = evaluate_detection(
                 s[w], y[w], None if det is None else det[w], ts[w], g[w], **common
             )
+    model = result["all"]["model"]
+    result["summary"] = headline(
+        s, y, det, ts, g, roc_auc=model["roc_auc"], pr_auc=model["pr_auc"]
+    )
     per_key: dict[str, dict[str, Any]] = {}
     for k, idx in by_key.items():
         sk, yk = scores.score[idx], join.labels[idx]
@@ -600,6 +605,14 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def _ttd_twin(name: str, model: Mapping[str, Any]) -> bool:
+    """``ttd_*_rows`` next to a finite ``ttd_*_seconds``: the same delay twice; print one."""
+    if not (name.startswith("ttd_") and name.endswith("_rows")):
+        return False
+    twin = model.get(name.removesuffix("_rows") + "_seconds")
+    return isinstance(twin, float) and math.isfinite(twin)
+
+
 def _detection_table(title: str, block: Mapping[str, Any], out: TextIO) -> None:
     out.write(
         f"\n{title}: {block['n_scored']} scored rows ({block['n_excluded_nonfinite']} without "
@@ -608,6 +621,8 @@ def _detection_table(title: str, block: Mapping[str, Any], out: TextIO) -> None:
     )
     out.write(f"  {'metric':<40} {'model':>10}   random ({block['random_seeds']} seeds)\n")
     for name, value in block["model"].items():
+        if _ttd_twin(name, block["model"]):
+            continue
         rnd = block["random"].get(name)
         rtxt = f"{_fmt(rnd['mean'])} ± {_fmt(rnd['std'])}" if rnd else ""
         out.write(f"  {name:<40} {_fmt(value):>10}   {rtxt}\n")
@@ -647,8 +662,9 @@ def _spread_lines(sp: Mapping[str, Any], out: TextIO) -> None:
     )
 
 
-def print_table(result: Mapping[str, Any], out: TextIO) -> None:
-    """Readable summary of :func:`evaluate`'s result."""
+def print_table(result: Mapping[str, Any], out: TextIO, verbose: bool = False) -> None:
+    """Readable view of :func:`evaluate`'s result: five summary lines, the forecast errors,
+    and with ``verbose`` every metric (all of them are in ``metrics.json`` either way)."""
     det = result.get("detection")
     if det:
         col = det["score_column"]
@@ -667,23 +683,40 @@ def print_table(result: Mapping[str, Any], out: TextIO) -> None:
                 f"matched a label row; {lab['n_positive_labels_unmatched']} positive label rows "
                 f"matched no score row\n"
             )
-        _detection_table("all rows", det["all"], out)
-        if det["warm"] is not None:
-            _detection_table("warm rows only", det["warm"], out)
-        out.write(
-            "\n  f1_best*, f1_pa_* and *_threshold use the best threshold chosen on the labels "
-            f"(optimistic; *_threshold on the {col!r} scale);\n  f1_point_adjusted_optimistic "
-            "credits a whole segment for one flagged row.\n"
-        )
-        if det.get("alert_threshold") is not None:
+        h = det["summary"]
+        out.write(f"\nsummary: {h['rows']} scored rows, {h['keys']} keys\n")
+        format_summary(h, out)
+        if verbose:
+            _detection_table("all rows", det["all"], out)
+            if det["warm"] is not None:
+                _detection_table("warm rows only", det["warm"], out)
             out.write(
-                f"  the pipeline's alert threshold on this scale: {_fmt(det['alert_threshold'])}\n"
+                "\n  f1_best*, f1_pa_* and *_threshold use the best threshold chosen on the "
+                f"labels (optimistic; *_threshold on the {col!r} scale);\n  "
+                "f1_point_adjusted_optimistic credits a whole segment for one flagged row; "
+                "ttd_*_rows are left out where ttd_*_seconds say the same.\n"
             )
+            if det.get("alert_threshold") is not None:
+                out.write(
+                    f"  the pipeline's alert threshold on this scale: "
+                    f"{_fmt(det['alert_threshold'])}\n"
+                )
     fc = result.get("forecast")
     if fc:
         _forecast_table("forecast", fc, out)
-        if fc.get("warm"):
+        if verbose and fc.get("warm"):
             _forecast_table("forecast made at warm rows only", fc["warm"], out)
+    rep = result.get("report")
+    if rep:
+        out.write(f"\nreport: {rep['metrics']} (every metric)")
+        if rep["plots"]:
+            out.write(f" and {len(rep['plots'])} plots in {rep['dir']}")
+        out.write("\n")
+        if rep.get("keys_note"):
+            out.write(f"  {rep['keys_note']}\n")
+    if not verbose and det:
+        out.write("every metric next to its random baseline: --verbose")
+        out.write("\n" if rep else "; metrics.json and plots: --report DIR\n")
 
 
 # --------------------------------------------------------------------------------------------
@@ -718,6 +751,8 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("--report", type=Path, metavar="DIR", help="write metrics.json and PNGs")
     p.add_argument("--json", action="store_true", help="print metrics as JSON to stdout")
+    p.add_argument("--verbose", "-v", action="store_true",
+                   help="print every metric next to its random baseline, not only the summary")
     p.add_argument(
         "--score-column",
         default=None,  # None: calibrated, or score for a file without calibrated values
@@ -759,5 +794,5 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         sys.stdout.write(dumps_strict(result) + "\n")
     else:
-        print_table(result, sys.stdout)
+        print_table(result, sys.stdout, verbose=args.verbose)
     return 0

@@ -2,15 +2,22 @@
 
 Plots (matplotlib, Agg canvas; matplotlib is imported only when a report is written):
 
-* ``series_<n>_<key>.png``: actual values of a few keys (the ranked score when no actual input
-  is given), labelled anomaly ranges shaded, detected rows marked;
+* ``series_<n>_<key>.png``: actual values of each key (the ranked score when no actual input
+  is given), labelled anomaly ranges shaded (a one-row anomaly too: at least
+  :data:`MIN_SHADE_FRACTION` of the x-range wide), flagged rows marked; every key up to
+  ``max_keys``, beyond that the ones with the most labelled rows, as each title and
+  ``metrics.json`` (``report.keys_note``) say;
 * ``score_<n>_<key>.png``: the ranked score column on top (``calibrated`` by default), then the
   other of ``calibrated`` / raw ``score`` when present, robust y-ranges, same shading and marks.
   The ``threshold`` column is ``calibrate.threshold`` (the engine flags
   ``calibrated >= threshold``), so it is drawn on the calibrated panel only: the raw score has
   no threshold on its scale.  Only a file without a calibrated column gets it on the ``score``
   panel, since there it can refer to nothing else;
-* ``continuations.png``: a few forecasts against the actual rows and the naive forecasts, with
+* y-ranges are robust (:func:`_robust_ylim`): a few extreme values are drawn as triangles at
+  the edge and counted in a note instead of flattening the rest;
+* ``continuations.png``: a few forecasts (past the key's cold start, with every step's actual
+  row there to compare: :func:`pick_continuations`) against the actual rows and the naive
+  forecasts, with
   the band forecast ± 2 spread shaded when the continuations carry a spread (for Gaussian
   errors of that std, 95.4 % of the actual points fall inside it).
 """
@@ -80,29 +87,45 @@ def _dates(ts_ms: NDArray[np.int64]) -> FloatArray:
     return np.asarray(mdates.date2num(np.asarray(ts_ms, dtype="datetime64[ms]")), dtype=float)
 
 
+def _time_axis(ax: Axes) -> None:
+    from matplotlib import dates as mdates
+
+    locator = mdates.AutoDateLocator()
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+    ax.set_xlabel("time (UTC)")
+
+
+#: A labelled segment is drawn at least this share of the x-range wide (about 4 pixels of an
+#: 11-inch plot): a one-row anomaly, half a sampling step each side, was invisible.
+MIN_SHADE_FRACTION = 1 / 250
+
+
 def _shade(ax: Axes, x: FloatArray, labels: NDArray[np.bool_] | None) -> None:
-    """Shade labelled segments, half a sampling step wider on each side."""
+    """Shade labelled segments, half a sampling step wider on each side and never narrower
+    than :data:`MIN_SHADE_FRACTION` of the x-range, so that a one-row anomaly shows."""
     if labels is None or x.size == 0 or not labels.any():
         return
     step = float(np.median(np.diff(x))) if x.size > 1 else 0.0
+    min_width = (float(x[-1] - x[0]) + step) * MIN_SHADE_FRACTION
     for i, (s, e) in enumerate(segments(labels)):
+        lo, hi = x[s] - step / 2, x[e - 1] + step / 2
+        if hi - lo < min_width:
+            mid = (lo + hi) / 2
+            lo, hi = mid - min_width / 2, mid + min_width / 2
         ax.axvspan(
-            x[s] - step / 2,
-            x[e - 1] + step / 2,
-            color="tab:orange",
-            alpha=0.25,
-            lw=0,
+            lo, hi, color="tab:orange", alpha=0.3, lw=0,
             label="labelled anomaly" if i == 0 else None,
-        )
+        )  # fmt: skip
 
 
 def _mark(ax: Axes, x: FloatArray, y: FloatArray, detections: NDArray[np.bool_] | None) -> None:
     if detections is None or not detections.any():
         return
-    ax.scatter(x[detections], y[detections], s=14, c="tab:red", zorder=3, label="detected")
+    ax.scatter(x[detections], y[detections], s=14, c="tab:red", zorder=3, label="flagged")
 
 
-def _plot_series(path: Path, ks: KeySeries) -> Path:
+def _plot_series(path: Path, ks: KeySeries, title: str) -> Path:
     fig = _figure(1)
     ax = fig.add_subplot()
     x = _dates(ks.ts_ms)
@@ -111,42 +134,67 @@ def _plot_series(path: Path, ks: KeySeries) -> Path:
         n_ch = ks.actual.values.shape[1]
         for c in range(min(n_ch, 4)):
             ax.plot(xa, ks.actual.values[:, c], lw=0.8, label=f"channel {c}")
-        # detected rows are marked on channel 0 at the nearest actual row
+        # flagged rows are marked on channel 0 at the nearest actual row
         if ks.detections is not None and ks.detections.any():
             idx = np.clip(np.searchsorted(ks.actual.ts_ms, ks.ts_ms[ks.detections]), 0, None)
             idx = np.minimum(idx, ks.actual.ts_ms.size - 1)
             ax.scatter(
-                xa[idx], ks.actual.values[idx, 0], s=14, c="tab:red", zorder=3, label="detected"
+                xa[idx], ks.actual.values[idx, 0], s=14, c="tab:red", zorder=3, label="flagged"
             )
-        ax.set_ylabel("value")
+        shown = ks.actual.values[:, : min(n_ch, 4)]
+        _robust_ylim(ax, shown.reshape(-1), x=np.repeat(xa, shown.shape[1]))
+        ax.set_ylabel("value" + (" (channels 0-3)" if n_ch > 4 else ""))
     else:
         ax.plot(x, ks.score, lw=0.8, label=ks.score_column)
         _mark(ax, x, ks.score, ks.detections)
+        _robust_ylim(ax, ks.score, x=x)
         ax.set_ylabel(f"{ks.score_column} (no actual input given)")
     _shade(ax, x, ks.labels)
-    ax.xaxis_date()
-    ax.set_title(f"key {ks.key!r}")
+    _time_axis(ax)
+    ax.set_title(title)
     ax.legend(loc="upper left", fontsize="small")
     fig.savefig(path, dpi=100)
     return path
 
 
-def _robust_ylim(ax: Axes, values: FloatArray, extra: FloatArray | None = None) -> None:
-    """Keep rare huge values (e.g. warm-up scores) from flattening the plot; say so."""
-    v = values[np.isfinite(values)]
+#: Values beyond the 0.5-99.5 % percentile range by more than this many times that range are
+#: drawn at the edge of the plot (a few huge warm-up scores flattened everything else).
+CLIP_MARGIN = 1.0
+
+
+def _robust_ylim(
+    ax: Axes, values: FloatArray, extra: FloatArray | None = None, x: FloatArray | None = None
+) -> None:
+    """Keep rare huge values from flattening the plot: y-limits from the 0.5-99.5 %
+    percentiles widened by :data:`CLIP_MARGIN` times their range (and ``extra``, e.g. the
+    threshold, kept in view); values outside are drawn as triangles at the edge and counted
+    in a note."""
+    finite = np.isfinite(values)
+    v = values[finite]
     if v.size < 20:
         return
-    lo, hi = np.percentile(v, [0.5, 99.5])
+    lo, hi = (float(q) for q in np.percentile(v, [0.5, 99.5]))
     if extra is not None and np.isfinite(extra).any():
-        lo, hi = min(lo, np.nanmin(extra)), max(hi, np.nanmax(extra))
+        lo, hi = min(lo, float(np.nanmin(extra))), max(hi, float(np.nanmax(extra)))
     span = max(hi - lo, 1e-12)
-    outside = int(np.sum((v < lo - span) | (v > hi + span)))
-    if outside:
-        ax.set_ylim(lo - 0.1 * span, hi + 0.1 * span)
-        ax.text(
-            0.99, 0.97, f"{outside} points outside the y-range", transform=ax.transAxes,
-            ha="right", va="top", fontsize="small", color="0.3",
-        )  # fmt: skip
+    bottom, top = lo - CLIP_MARGIN * span, hi + CLIP_MARGIN * span
+    above, below = finite & (values > top), finite & (values < bottom)
+    if not (above.any() or below.any()):
+        return
+    bottom, top = lo - 0.1 * span, hi + 0.1 * span
+    ax.set_ylim(bottom, top)
+    parts = []
+    for mask, edge, marker, word, f in ((above, top, "^", "above", np.max),
+                                         (below, bottom, "v", "below", np.min)):  # fmt: skip
+        if mask.any():
+            if x is not None:
+                ax.scatter(x[mask], np.full(int(mask.sum()), edge), marker=marker, s=18,
+                           c="0.3", zorder=4, clip_on=False)  # fmt: skip
+            parts.append(f"{int(mask.sum())} {word} (extreme {f(values[mask]):.4g})")
+    ax.text(
+        0.99, 0.97, "clipped y-axis: " + ", ".join(parts), transform=ax.transAxes,
+        ha="right", va="top", fontsize="small", color="0.3",
+    )  # fmt: skip
 
 
 def _score_panels(ks: KeySeries) -> list[tuple[str, FloatArray, FloatArray | None]]:
@@ -179,7 +227,7 @@ def _score_panels(ks: KeySeries) -> list[tuple[str, FloatArray, FloatArray | Non
     return panels
 
 
-def _plot_score(path: Path, ks: KeySeries) -> Path:
+def _plot_score(path: Path, ks: KeySeries, title: str) -> Path:
     panels = _score_panels(ks)
     fig = _figure(len(panels))
     x = _dates(ks.ts_ms)
@@ -190,13 +238,49 @@ def _plot_score(path: Path, ks: KeySeries) -> Path:
             ax.step(x, thr, where="post", lw=1.0, ls="--", c="k", label="threshold")
         _mark(ax, x, values, ks.detections)
         _shade(ax, x, ks.labels)
-        _robust_ylim(ax, values, thr)
-        ax.xaxis_date()
+        _robust_ylim(ax, values, thr, x=x)
+        _time_axis(ax)
         ax.set_ylabel(name)
         ax.legend(loc="upper left", fontsize="small")
-    fig.axes[0].set_title(f"anomaly score, key {ks.key!r}, ranked by {ks.score_column!r}")
+    fig.axes[0].set_title(f"anomaly score: {title}, ranked by {ks.score_column!r}")
     fig.savefig(path, dpi=100)
     return path
+
+
+def pick_continuations(
+    joined: JoinedForecasts, actuals: Mapping[str, ActualSeries], max_windows: int
+) -> NDArray[np.int64]:
+    """Continuations worth a panel: every forecast step has an actual point to compare (not
+    the end of the stream), past the key's start (at least three horizons of history and a
+    fifth of its rows: not the cold start), spread over keys and over time.
+
+    Falls back to continuations with a full horizon anywhere, then to any comparable one.
+    """
+    horizon = joined.forecast.shape[1]
+    mask = joined.common_mask()[:, :, 0]
+    full = mask.all(axis=1)
+    n_rows = np.array([actuals[k].ts_ms.size for k in joined.keys], dtype=np.int64)
+    warm = joined.anchor >= np.maximum(3 * horizon, n_rows // 5)
+    for ok in (full & warm, full, mask.any(axis=1)):
+        usable = np.flatnonzero(ok)
+        if usable.size:
+            break
+    else:
+        return np.zeros(0, dtype=np.int64)
+    by_key: dict[str, list[int]] = {}
+    for i in usable.tolist():
+        by_key.setdefault(joined.keys[i], []).append(i)
+    keys = list(by_key)
+    per_key = -(-max_windows // len(keys))
+    picked: list[tuple[int, int]] = []  # (rank within its key, continuation)
+    for k in keys:
+        rows = by_key[k]
+        m = min(per_key, len(rows))  # the middles of m equal stretches of the key's rows
+        take = ((np.arange(m) + 0.5) * len(rows) / m).astype(int)
+        picked.extend((rank, rows[j]) for rank, j in enumerate(take.tolist()))
+    # each key's first pick before any key's second, so the panels show as many keys as fit
+    chosen = [i for _, i in sorted(picked)[:max_windows]]
+    return np.array(sorted(chosen), dtype=np.int64)
 
 
 def _plot_continuations(
@@ -205,10 +289,9 @@ def _plot_continuations(
     actuals: Mapping[str, ActualSeries],
     max_windows: int,
 ) -> Path | None:
-    usable = np.flatnonzero(joined.common_mask().any(axis=(1, 2)))
-    if usable.size == 0:
+    pick = pick_continuations(joined, actuals, max_windows)
+    if pick.size == 0:
         return None
-    pick = usable[np.unique(np.linspace(0, usable.size - 1, max_windows).astype(int))]
     from matplotlib.ticker import MaxNLocator
 
     fig = _figure(len(pick), height=2.6)
@@ -237,8 +320,13 @@ def _plot_continuations(
         )
         ax.axvline(0.5, c="0.6", lw=0.8)
         ts = np.datetime64(int(joined.ts_ms[i]), "ms")
-        ax.set_title(f"key {joined.keys[i]!r}, forecast after {ts} (channel 0)", fontsize="small")
-        ax.set_xlabel("rows after ts")
+        ax.set_title(
+            f"key {joined.keys[i]!r}, forecast after {ts} (row {a + 1} of "
+            f"{series.ts_ms.size}), channel 0",
+            fontsize="small",
+        )
+        ax.set_xlabel("rows after the forecast's time (0 = last observed row)")
+        ax.set_ylabel("value")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if row == 0:
             ax.legend(loc="upper left", fontsize="small", ncol=6)
@@ -248,31 +336,50 @@ def _plot_continuations(
 
 def write_report(
     out_dir: Path,
-    metrics: Mapping[str, Any],
+    metrics: dict[str, Any],
     series: Sequence[KeySeries] = (),
     joined: JoinedForecasts | None = None,
     actuals: Mapping[str, ActualSeries] | None = None,
-    max_keys: int = 3,
+    max_keys: int = 8,
     max_windows: int = 4,
 ) -> list[Path]:
-    """Write ``metrics.json`` and the plots into ``out_dir`` (created); return written paths.
+    """Write the plots and ``metrics.json`` into ``out_dir`` (created); return written paths.
 
-    The plotted keys are the ``max_keys`` with the most labelled rows (input order on ties).
+    Every key is plotted up to ``max_keys``; beyond, the ``max_keys`` with the most labelled
+    rows (input order on ties), and the selection is said on each plot and in
+    ``metrics["report"]`` (``keys_note``), which this adds before writing ``metrics.json``.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    written = [write_json(out_dir / "metrics.json", metrics)]
 
     def n_labelled(ks: KeySeries) -> int:
         return 0 if ks.labels is None else int(ks.labels.sum())
 
     ranked = sorted(range(len(series)), key=lambda i: (-n_labelled(series[i]), i))
-    for n, i in enumerate(ranked[:max_keys]):
+    shown = ranked[:max_keys]
+    if len(shown) < len(series):
+        note = (f"plots show {len(shown)} of {len(series)} keys: the {len(shown)} with the "
+                "most labelled rows")  # fmt: skip
+    else:
+        note = f"plots show all {len(series)} keys" if series else ""
+    plots: list[Path] = []
+    for n, i in enumerate(shown):
         ks = series[i]
         stem = f"{n}_{_safe_name(ks.key)}"
-        written.append(_plot_series(out_dir / f"series_{stem}.png", ks))
-        written.append(_plot_score(out_dir / f"score_{stem}.png", ks))
+        title = f"key {ks.key!r} ({n + 1} of {len(shown)} plotted"
+        title += f", of {len(series)} keys)" if len(shown) < len(series) else ")"
+        plots.append(_plot_series(out_dir / f"series_{stem}.png", ks, title))
+        plots.append(_plot_score(out_dir / f"score_{stem}.png", ks, title))
     if joined is not None and actuals is not None and joined.forecast.shape[0]:
         path = _plot_continuations(out_dir / "continuations.png", joined, actuals, max_windows)
         if path is not None:
-            written.append(path)
-    return written
+            plots.append(path)
+    metrics_path = out_dir / "metrics.json"
+    metrics["report"] = {
+        "dir": str(out_dir),
+        "metrics": str(metrics_path),
+        "plots": [p.name for p in plots],
+        "keys_plotted": [series[i].key for i in shown],
+        "keys_total": len(series),
+        "keys_note": note,
+    }
+    return [write_json(metrics_path, metrics), *plots]

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from streamgen.evaluation import report as report_module
 from streamgen.core.decode import parse_time_ms as to_ms
 from streamgen.errors import DecodeError
+from streamgen.evaluation import report as report_module
 from streamgen.evaluation.command import register, run
 from streamgen.evaluation.detection import best_f1, roc_auc
 
@@ -257,9 +257,9 @@ def test_report_plots_threshold_only_on_the_calibrated_scale(csv_files, tmp_path
     seen: list = []
     original = report_module._plot_score
 
-    def spy(path, ks):
+    def spy(path, ks, title):
         seen.append(ks)
-        return original(path, ks)
+        return original(path, ks, title)
 
     monkeypatch.setattr(report_module, "_plot_score", spy)
     for extra, ranked, other in (
@@ -318,22 +318,45 @@ def test_jsonl_inputs_iso_timestamps_and_report(tmp_path, capsys):
     actual = write_jsonl(tmp_path / "input.jsonl", input_rows(data, True))
     conts = write_jsonl(tmp_path / "conts.jsonl", continuation_rows(data, True))
     report = tmp_path / "report"
-    rc = invoke(
-        [
-            "--scores", str(scores),
-            "--labels", str(labels),
-            "--continuations", str(conts),
-            "--actual", str(actual),
-            "--report", str(report),
-        ]
-    )  # fmt: skip
+    argv = [
+        "--scores", str(scores),
+        "--labels", str(labels),
+        "--continuations", str(conts),
+        "--actual", str(actual),
+        "--report", str(report),
+    ]  # fmt: skip
+    rc = invoke(argv)
     assert rc == 0
     text = capsys.readouterr().out
-    assert "roc_auc" in text and "random" in text and "warm rows only" in text
+    # the default view: five summary lines, then the forecast, then where the report is
+    summary = text[text.index("summary:"):].splitlines()[1:6]
+    assert [line.split()[0] for line in summary] == [
+        "segments", "PR-AUC", "ROC-AUC", "false", "median"]  # fmt: skip
+    # the union of both bursts on both keys: 4 segments, the other key's burst missed once
+    assert "segments detected      3 / 4 (75 %)" in summary[0]
+    assert "random scores get the label rate, 0.154 (24 of 156 rows)" in summary[1]
+    assert "0 in 79.0 min = 0.0 per day" in summary[3]
+    assert "0.0 s (0 rows)" in summary[4]
     assert "ranked by column 'calibrated'" in text
-    assert "alert threshold on this scale: 1.0000" in text
     assert "ratio model/best naive" in text
+    assert "warm rows only" not in text and "ttd_" not in text  # the full table: --verbose
+    assert f"report: {report}/metrics.json (every metric) and 5 plots in {report}" in text
+    assert "plots show all 2 keys" in text and "--verbose" in text
     metrics = json.loads((report / "metrics.json").read_text())  # strict JSON: no NaN
+    det = metrics["detection"]
+    assert set(det) >= {"summary", "all", "warm", "per_key", "labels", "score_column"}
+    assert det["summary"]["segments"] == 4 and det["summary"]["segments_detected"] == 3
+    assert det["summary"]["pr_auc"] == det["all"]["model"]["pr_auc"]
+    assert {"ttd_median_rows", "ttd_median_seconds"} <= set(det["all"]["model"])
+    assert metrics["forecast"]["warm"] is not None
+    assert metrics["report"]["keys_plotted"] == ["alpha", "beta"]
+    assert len(metrics["report"]["plots"]) == 5
+    assert invoke([*argv, "--verbose"]) == 0
+    text = capsys.readouterr().out
+    assert "roc_auc" in text and "random" in text and "warm rows only" in text
+    assert "alert threshold on this scale: 1.0000" in text
+    # a delay in seconds and the same in rows: the seconds only
+    assert "ttd_median_seconds" in text and "ttd_median_rows" not in text
     assert metrics["detection"]["labels"]["join"] == "timestamp"
     # both keys share timestamps, so each label row applies to both keys: the union of bursts
     y_union = np.maximum(data["alpha"]["y"], data["beta"]["y"])
