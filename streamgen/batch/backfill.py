@@ -34,7 +34,7 @@ import numpy as np
 from streamgen.batch import report as rpt
 from streamgen.batch.checkpoint import default_model_args, load_checkpoint
 from streamgen.batch.dataset import KeyScaler, group_by_key, make_windows, split_by_time
-from streamgen.batch.device import cpu_threads, resolve_device
+from streamgen.batch.device import cpu_threads
 from streamgen.batch.distributed import dist_from_env
 from streamgen.batch.history import read_history
 from streamgen.batch.outputs import compute_scores, write_imputed, write_scores, write_synthetic
@@ -43,6 +43,7 @@ from streamgen.batch.train import TrainConfig, steps_per_epoch, train
 from streamgen.config import PipelineConfig
 from streamgen.core.jsonsafe import write_json
 from streamgen.errors import ConfigError
+from streamgen.models.online import resolve_device
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""``device="auto"``: CUDA when available, else CPU (docs/architecture.md, "Layers and boundaries")."""
+"""CPU threads for the batch modes (``device="auto"`` is :func:`streamgen.models.online.resolve_device`)."""
 
 from __future__ import annotations
 
@@ -6,19 +6,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import torch
-
-
-def resolve_device(device: str = "auto", local_rank: int | None = None) -> torch.device:
-    """Map ``"auto"`` to ``cuda`` (``cuda:local_rank`` under torchrun) or ``cpu``.
-
-    >>> resolve_device("cpu")
-    device(type='cpu')
-    """
-    if device != "auto":
-        return torch.device(device)
-    if torch.cuda.is_available():
-        return torch.device("cuda", local_rank or 0)
-    return torch.device("cpu")
 
 
 @contextmanager

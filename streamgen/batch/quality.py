@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from streamgen.batch.device import resolve_device
+from streamgen.models.online import resolve_device
 
 
 def minmax_scale(real: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:

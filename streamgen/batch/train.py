@@ -48,7 +48,7 @@ from torch.utils.data import DistributedSampler
 from tqdm import tqdm
 
 from streamgen.batch.checkpoint import BatchModel, build_model, cpu_state
-from streamgen.batch.device import cpu_threads, resolve_device
+from streamgen.batch.device import cpu_threads
 from streamgen.batch.distributed import (
     DistContext,
     all_agree,
@@ -61,6 +61,7 @@ from streamgen.batch.quality import mmd_rbf
 from streamgen.core.checkpoint import save_atomic
 from streamgen.errors import ConfigError
 from streamgen.models.gan import GAN, diversity_ratio
+from streamgen.models.online import resolve_device
 from streamgen.models.vae import VAE
 
 

@@ -58,11 +58,18 @@ SCORE_CHUNK_CPU = 1024
 SCORE_CHUNK_CUDA = 16384
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto`` → CUDA if available, else CPU; anything else is passed to torch."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+def resolve_device(name: str = "auto", local_rank: int | None = None) -> torch.device:
+    """``auto`` → ``cuda:local_rank`` (``cuda:0`` without one, e.g. outside torchrun) if CUDA
+    is available, else CPU; anything else is passed to torch.
+
+    >>> resolve_device("cpu")
+    device(type='cpu')
+    """
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda", local_rank or 0)
+    return torch.device("cpu")
 
 
 def _pinned_at_least(buf: torch.Tensor, n: int) -> torch.Tensor:
