@@ -1,10 +1,16 @@
-"""``streamgen bench [--suite synthetic|real] [--quick] [--seeds N] [--seed S] [--json OUT]
-[--markdown OUT]``.
+"""``streamgen bench [--suite synthetic|real|generative] [--quick] [--seeds N] [--seed S]
+[--json OUT] [--markdown OUT]``.
 
 ``--suite real`` runs :func:`streamgen.benchreal.run_real_suite` instead: the labelled real
 series of :mod:`streamgen.realdata` (needs ``pip install 'streamgen[realdata]'``), every row
 judged from each series' first point, VUS-PR/PR-AUC/ROC-AUC against random, HST, rolling z,
 |Δx| and offline Sub-PCA.
+
+``--suite generative`` runs :func:`streamgen.benchgen.run_generative_suite` (the code of
+``benchmarks/bench_generative.py``): the batch GAN and VAE with ``backfill``'s defaults on
+TimeGAN's sines and two real multichannel recordings, judged by ``evaluate-generated``'s
+metrics (``--detectors``: a subset of gan,vae; ``--streams``: of sines,daphnet,basicmotions;
+``--quick``: sines only, 500 post-hoc iterations).
 
 Runs :func:`streamgen.benchsuite.run_suite` (sota and rvae through the engine, River
 HalfSpaceTrees, rolling z-score and |Δx| baselines on a varied labelled synthetic suite) for
@@ -29,9 +35,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="benchmark models against baselines (synthetic or real data)")
     p.add_argument(
         "--suite",
-        choices=("synthetic", "real"),
+        choices=("synthetic", "real", "generative"),
         default="synthetic",
-        help="synthetic streams (default) or the real labelled series (needs the realdata extra)",
+        help="synthetic streams (default), the real labelled series (needs the realdata "
+        "extra), or the GAN/VAE generative benchmark",
     )
     p.add_argument("--quick", action="store_true", help="small suite, one seed by default (<3 min)")
     p.add_argument(
@@ -74,6 +81,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--seeds: must be >= 1")
     if args.seed < 0:
         raise ConfigError("--seed: must be >= 0")
+    if args.suite == "generative":
+        return _run_generative(args, base, seeds)
     suite: Any = benchsuite
     names: tuple[str, ...] = benchsuite.STREAMS
     if args.suite == "real":
@@ -95,6 +104,34 @@ def run(args: argparse.Namespace) -> int:
     if args.json:  # first: a run's results outlive a failure to format them
         Path(args.json).write_text(json.dumps(suite.to_json(results, summary), indent=1))
     text = suite.format_markdown(summary)
+    print(text)
+    if args.markdown:
+        Path(args.markdown).write_text(text + "\n")
+    return 0
+
+
+def _run_generative(args: argparse.Namespace, base: Any, seeds: int) -> int:
+    """``--suite generative``: :mod:`streamgen.benchgen`, as benchmarks/bench_generative.py."""
+    from streamgen import benchgen, realdata
+
+    models = _subset("--detectors", args.detectors, benchgen.MODELS)
+    default = ("sines",) if args.quick else benchgen.DATASETS
+    datasets = _subset("--streams", args.streams, benchgen.DATASETS) if args.streams else default
+    if set(datasets) - {"sines"}:
+        ok, why = realdata.available()
+        if not ok:
+            print(f"streamgen: error: --suite generative: {why}", file=sys.stderr)
+            return 2
+    log = None if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
+    iterations = 500 if args.quick else benchgen.ITERATIONS
+    results = benchgen.run_generative_suite(
+        range(args.seed, args.seed + seeds), models, datasets, log, iterations=iterations,
+        pipe=base,
+    )  # fmt: skip
+    summary = benchgen.summarize(results)
+    if args.json:
+        Path(args.json).write_text(json.dumps(benchgen.to_json(results, summary), indent=1))
+    text = benchgen.format_markdown(summary)
     print(text)
     if args.markdown:
         Path(args.markdown).write_text(text + "\n")
