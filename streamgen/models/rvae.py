@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from streamgen.models.base import OnlineModel, SeqModelConfig, SeqOutput
+from streamgen.models.kl import annealed_weight, free_bits_kl, gaussian_kl
 from streamgen.models.layers import LinearForecast, make_decoder, make_encoder, robust_input
 
 # Log-variance bounds keep the likelihood finite: sigma in [e^-3.5, e^3] in normalized units.
@@ -86,7 +87,7 @@ class RVAE(OnlineModel):
             r1 = self.decoder(mu)[:, : x.shape[1], :, 0]
             mu, logvar = self.to_stats(self.encoder(robust_input(x, r1, lim))).chunk(2, dim=-1)
         logvar = logvar.clamp(-10.0, 10.0)
-        kl_dim = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).mean(0)  # (L,)
+        kl_dim = gaussian_kl(mu, logvar).mean(0)  # (L,)
         kl = kl_dim.sum()
         if self.training:
             z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
@@ -112,8 +113,8 @@ class RVAE(OnlineModel):
         loss = energy.mean()
         if future is not None:
             loss = loss + gaussian_energy(future, c_mu, c_lv).mean()
-        beta = self.cfg.kl_weight * min(1.0, step / max(1, self.cfg.kl_anneal_steps))
-        free = torch.clamp(kl_dim, min=self.cfg.free_bits).sum()
+        beta = annealed_weight(step, self.cfg.kl_weight, self.cfg.kl_anneal_steps)
+        free = free_bits_kl(kl_dim, self.cfg.free_bits)
         # KL is per window; spread it over the window's points like the likelihood terms.
         loss = loss + beta * free / (x.shape[1] * x.shape[2])
         out = SeqOutput(

@@ -33,6 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from streamgen.models.kl import annealed_weight, free_bits_kl, gaussian_kl
+
 _LOG_2PI = math.log(2.0 * math.pi)
 
 
@@ -112,20 +114,12 @@ class VAE(nn.Module):
 
     def kl_beta(self) -> float:
         """Current KL weight: linear warm-up from 0 to ``kl_weight``."""
-        cfg = self.config
-        if cfg.kl_anneal_steps <= 0:
-            return cfg.kl_weight
-        return cfg.kl_weight * min(1.0, float(self.steps) / cfg.kl_anneal_steps)
+        return annealed_weight(int(self.steps), self.config.kl_weight, self.config.kl_anneal_steps)
 
     @staticmethod
     def point_nll(x: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
         """Gaussian negative log-likelihood per point, summed over channels: ``(B, T)``."""
         return 0.5 * (_LOG_2PI + logvar + (x - mean) ** 2 * torch.exp(-logvar)).sum(-1)
-
-    @staticmethod
-    def kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-        """KL(q(z|x) || N(0, I)) per latent dimension: ``(B, L)``."""
-        return 0.5 * (mu**2 + logvar.exp() - 1.0 - logvar)
 
     # -- training ----------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> tuple[VAEOutput, torch.Tensor]:
@@ -137,13 +131,11 @@ class VAE(nn.Module):
         z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar) if self.training else mu
         mean, obs_logvar = self.decode(z, x.shape[1])
         nll = self.point_nll(x, mean, obs_logvar).sum(-1).mean()
-        kl_dim = self.kl(mu, logvar).mean(0)  # (L,)
-        if self.config.free_bits > 0:
-            kl_dim = kl_dim.clamp(min=self.config.free_bits)
+        kl = free_bits_kl(gaussian_kl(mu, logvar).mean(0), self.config.free_bits)
         beta = self.kl_beta() if self.training else self.config.kl_weight
         if self.training:
             self.steps += 1
-        loss = (nll + beta * kl_dim.sum()) / (x.shape[1] * x.shape[2])
+        loss = (nll + beta * kl) / (x.shape[1] * x.shape[2])
         return VAEOutput(mean, obs_logvar, mu, logvar), loss
 
     # -- inference ---------------------------------------------------------------------
@@ -153,7 +145,7 @@ class VAE(nn.Module):
         mu, logvar = self.encode(x)
         mean, obs_logvar = self.decode(mu, x.shape[1])
         nll = self.point_nll(x, mean, obs_logvar).sum(-1)
-        kl = self.kl(mu, logvar).sum(-1)
+        kl = gaussian_kl(mu, logvar).sum(-1)
         return ((nll + self.config.kl_weight * kl) / (x.shape[1] * x.shape[2])).mean()
 
     @torch.no_grad()
@@ -166,7 +158,7 @@ class VAE(nn.Module):
         mu, logvar = self.encode(x)
         mean, obs_logvar = self.decode(mu, x.shape[1])
         point = self.point_nll(x, mean, obs_logvar)  # (B, T)
-        return point.sum(-1) + self.kl(mu, logvar).sum(-1), point
+        return point.sum(-1) + gaussian_kl(mu, logvar).sum(-1), point
 
     @torch.no_grad()
     def sample(
