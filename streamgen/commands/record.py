@@ -199,11 +199,9 @@ def _open_output(path: Path, append: bool) -> IO[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from kafka import KafkaConsumer, TopicPartition
-    from kafka.errors import KafkaError
     from tqdm import tqdm
 
-    from streamgen.io.kafka import resolve_security
+    from streamgen.io.kafka import make_reader, topic_partitions
 
     cfg = pipeline_from_args(args)
     bootstrap = args.bootstrap or cfg.kafka.bootstrap_servers
@@ -213,22 +211,15 @@ def run(args: argparse.Namespace) -> int:
     t_to = parse_time_arg(args.time_to, "--to")
     if t_from is not None and t_to is not None and t_from > t_to:
         raise ConfigError("--from: must not be later than --to")
+    consumer = make_reader(cfg.kafka.model_copy(update={
+        "bootstrap_servers": bootstrap, "client_id": cfg.kafka.client_id + "-record"}))
     try:
-        consumer = KafkaConsumer(
-            bootstrap_servers=bootstrap.split(","), group_id=None, enable_auto_commit=False,
-            client_id=cfg.kafka.client_id + "-record", bootstrap_timeout_ms=10_000,
-            **resolve_security(cfg.kafka.security),
-        )
-    except KafkaError as exc:
-        raise SourceError(f"cannot connect to {bootstrap}: {exc!r}") from exc
-    try:
-        parts = consumer.partitions_for_topic(args.topic)
-        if not parts:
+        tps = topic_partitions(consumer, args.topic)
+        if not tps:
             raise ConfigError(f"--topic: topic {args.topic!r} not found on {bootstrap}")
-        tps = [TopicPartition(args.topic, p) for p in sorted(parts)]
         consumer.assign(tps)
         consumer.seek_to_beginning(*tps)
-        start: dict[TopicPartition, int | None] = {tp: None for tp in tps}
+        start: dict[Any, int | None] = {tp: None for tp in tps}
         resumed = (_resume_offsets(out_path, args.topic)
                    if args.resume and out_path.exists() else {})
         for tp in tps:

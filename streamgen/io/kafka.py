@@ -50,7 +50,9 @@ __all__ = [
     "TP",
     "describe_security",
     "make_producer",
+    "make_reader",
     "resolve_security",
+    "topic_partitions",
 ]
 
 log = logging.getLogger("streamgen.kafka")
@@ -130,6 +132,25 @@ def _common(cfg: KafkaConfig) -> dict[str, Any]:
         "reconnect_backoff_max_ms": int(cfg.reconnect_backoff_max_seconds * 1000),
         **resolve_security(cfg.security),
     }
+
+
+def make_reader(cfg: KafkaConfig, *, bootstrap_timeout_ms: int = 10_000) -> KafkaConsumer:
+    """A consumer outside any group (no group id, no commits) that assigns itself partitions
+    (:func:`topic_partitions`) and seeks, as ``streamgen record`` reads a whole topic.
+
+    Raises SourceError if no broker answers within ``bootstrap_timeout_ms``.
+    """
+    conf = {**_common(cfg), "group_id": None, "enable_auto_commit": False,
+            "bootstrap_timeout_ms": bootstrap_timeout_ms}
+    try:
+        return KafkaConsumer(**conf)
+    except KafkaError as exc:
+        raise SourceError(f"cannot connect to {cfg.bootstrap_servers}: {exc!r}") from exc
+
+
+def topic_partitions(consumer: KafkaConsumer, topic: str) -> list[TopicPartition]:
+    """Every partition of ``topic`` in partition order (empty if the broker has no such topic)."""
+    return [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
 
 
 # -- sinks --------------------------------------------------------------------------------------

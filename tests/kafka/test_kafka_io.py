@@ -8,12 +8,14 @@ from hypothesis import strategies as st
 from kafka.errors import KafkaTimeoutError, NotLeaderForPartitionError
 from kafka.future import Future
 
-from streamgen.errors import ConfigError, SinkError
+from streamgen.config import KafkaConfig
+from streamgen.errors import ConfigError, SinkError, SourceError
 from streamgen.io.kafka import (
     KafkaSink,
     describe_security,
     encode_json,
     encode_row,
+    make_reader,
     resolve_security,
 )
 
@@ -94,6 +96,11 @@ def test_stalled_flush_that_recovers_succeeds():
     sink.add({"key": "a"})
     sink.flush()
     assert len(stalls) == 2
+
+
+def test_reader_without_a_broker_is_a_source_error():
+    with pytest.raises(SourceError, match="cannot connect to 127.0.0.1:1"):
+        make_reader(KafkaConfig(bootstrap_servers="127.0.0.1:1"), bootstrap_timeout_ms=300)
 
 
 def test_security_values_from_env_and_file(tmp_path, monkeypatch):
