@@ -308,6 +308,12 @@ class MetricsConfig(_Frozen):
     enabled: bool = True
     host: str = "127.0.0.1"
     port: int = Field(default=9108, ge=0, le=65535)
+    # The live status page at / and /status.json on the same port (streamgen/io/status.py):
+    # the busiest and the most anomalous keys, status_keys of each, with their last
+    # status_history points. false: / answers with the list of endpoints only.
+    status_page: bool = True
+    status_keys: int = Field(default=6, ge=1, le=50)
+    status_history: int = Field(default=120, ge=8, le=2000)
 
 
 class HealthConfig(_Frozen):

@@ -124,7 +124,8 @@ class Service:
         Extra sinks receiving a copy of each output (scores, alerts, ...).
     serve_metrics
         Start the ``/metrics`` ``/healthz`` ``/readyz`` server when ``metrics.enabled`` and
-        ``metrics`` is Prometheus-backed.
+        ``metrics`` is Prometheus-backed; with ``metrics.status_page`` it also serves the live
+        status page (``/``, ``/status.json``; :mod:`streamgen.io.status`).
     """
 
     def __init__(
@@ -155,6 +156,7 @@ class Service:
         self.source: KafkaSource | None = None
         self.producer: Any = None
         self.metrics_server: Any = None
+        self.status: Any = None  # StatusCollector while the status page is served
         self.owned: set[TP] = set()
         self._first_seen: dict[TP, int] = {}  # partition -> first offset polled
         self.health = Health(self.metrics, cfg.health.stall_seconds, self._on_health)
@@ -243,13 +245,23 @@ class Service:
         m = self.cfg.metrics
         if not (self.serve_metrics and m.enabled and isinstance(self.metrics, PrometheusMetrics)):
             return
+        status = None
+        if m.status_page:
+            from streamgen.io.status import StatusCollector
+
+            self.status = StatusCollector(m.status_keys, m.status_history,
+                                          info=self._status_info, name=self.cfg.name,
+                                          model=self.cfg.model.name)
+            status = self.status.snapshot
         server = MetricsServer.for_metrics(
             self.metrics, m.host, m.port,
             max_silence_seconds=max(120.0, 6 * self.cfg.checkpoint.interval_seconds),
+            status=status,
         )
         try:
             server.start()
         except OSError as exc:
+            self.status = None
             raise ConfigError(
                 f"metrics.port: cannot listen on {m.host}:{m.port}: {exc.strerror}"
             ) from None
@@ -295,22 +307,46 @@ class Service:
 
     def _make_sinks(self) -> Sinks:
         k, tee = self.cfg.kafka, self.tee
+        page: tuple[Sink | None, ...] = (None, None, None)
+        if self.status is not None:
+            page = self.status.sinks()
 
-        def sink(topic: str | None, name: str, extra: Sink | None) -> Sink | None:
+        def sink(topic: str | None, name: str, *extra: Sink | None) -> Sink | None:
             main = None
             if topic:
                 main = KafkaSink(self.producer, topic, name=name, metrics=self.metrics,
                                  on_stall=lambda: self._problem("flush", "producer stalled"))
-            if main is not None and extra is not None:
-                return TeeSink(main, extra)
-            return main or extra
+            parts = [s for s in (main, *extra) if s is not None]
+            return parts[0] if len(parts) == 1 else TeeSink(*parts) if parts else None
 
         return Sinks(
-            scores=sink(k.scores_topic, "scores", tee.scores),
-            continuations=sink(k.continuations_topic, "continuations", tee.continuations),
-            alerts=sink(k.alerts_topic, "alerts", tee.alerts),
+            scores=sink(k.scores_topic, "scores", tee.scores, page[0]),
+            continuations=sink(k.continuations_topic, "continuations", tee.continuations,
+                               page[1]),
+            alerts=sink(k.alerts_topic, "alerts", tee.alerts, page[2]),
             dead_letters=sink(k.dead_letter_topic, "dead_letters", tee.dead_letters),
         )
+
+    def _status_info(self) -> dict[str, Any]:
+        """The live figures of the status page (called on the HTTP thread)."""
+        s, health = self.stats, self.health
+        server = self.metrics_server
+        try:
+            ready = bool(server.ready()) if server is not None else health.healthy
+        except Exception:  # noqa: BLE001 - as /readyz: a failing check means "not ready"
+            ready = False
+        problems = dict(health.problems)
+        if not health.connected and "connect" not in problems:
+            problems["connect"] = "connecting to the broker"
+        return {
+            "health": {"ready": ready, "problems": problems,
+                       "reason": "; ".join(f"{k}: {v}" for k, v in problems.items())},
+            "records": s.records, "dead_letters": s.dead_letters, "anomalies": s.anomalies,
+            "alerts_firing": s.alerts_firing, "lag": s.lag, "checkpoints": s.checkpoints,
+            "partitions": [f"{t}-{p}" for t, p in s.assigned],
+            "keys_in_state": self.engine.store.n_keys if self.engine.store is not None else 0,
+            "step": self.engine.step,
+        }
 
     # -- the loop -------------------------------------------------------------------------
     def _loop(self, max_seconds: float | None) -> None:
@@ -353,6 +389,9 @@ class Service:
             log.error("sink failed during a batch", extra=_fields(error=str(exc)))
             self._rewind()
             return
+        finally:
+            if self.status is not None:
+                self.status.batch(self.engine)
         first = self._first_seen
         if len(first) < len(self.owned):  # all owned partitions seen: no per-record work
             for m in msgs:
@@ -385,6 +424,8 @@ class Service:
         for (topic, part), lag in lags.items():
             self.metrics.consumer_lag(topic, part, lag)
         self.stats.lag = sum(lags.values()) if lags else None
+        if self.status is not None:
+            self.status.sample(self.stats.records, self.stats.lag)
         self.stats.assigned = sorted(self.owned)
         self.health.watch(highs, self.checkpointer.committed, self._first_seen)
         self._check_ranges(highs)

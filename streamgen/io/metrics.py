@@ -3,7 +3,8 @@
 :class:`PrometheusMetrics` implements every hook of :class:`streamgen.core.ports.Metrics` on a
 private :class:`~prometheus_client.CollectorRegistry`; :class:`MetricsServer` serves it with the
 standard library's threading HTTP server: ``/metrics`` (exposition, OpenMetrics when asked),
-``/healthz`` (liveness) and ``/readyz`` (readiness).
+``/healthz`` (liveness), ``/readyz`` (readiness) and, when given a status provider, the live
+status page at ``/`` with its data at ``/status.json`` (:mod:`streamgen.io.status`).
 
 Names follow docs/architecture.md, "Metrics and health": ``streamgen_`` prefix, base units,
 ``_total`` on counters, and only bounded labels. No hook takes a record key; on top of that
@@ -91,12 +92,13 @@ True
 from __future__ import annotations
 
 import gzip
+import json
 import math
 import platform
 import socket
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -452,6 +454,19 @@ class _Handler(BaseHTTPRequestHandler):
             self._probe(app.alive, "alive", "not alive", head)
         elif path == "/readyz":
             self._probe(app.ready, "ready", "not ready", head)
+        elif path == "/" and app.status is not None:
+            self._send(200, app.page(), {"Content-Type": "text/html; charset=utf-8",
+                                         "Cache-Control": "no-cache"}, head)
+        elif path == "/status.json" and app.status is not None:
+            try:
+                body = json.dumps(app.status(), separators=(",", ":"),
+                                  allow_nan=False, default=str).encode()
+                status = 200
+            except Exception as exc:  # the page shows the error; the server stays up
+                body = json.dumps({"error": f"{type(exc).__name__}: {exc}"}).encode()
+                status = 500
+            self._send(status, body, {"Content-Type": "application/json",
+                                      "Cache-Control": "no-store"}, head)
         elif path == "/":
             body = b"streamgen: /metrics /healthz /readyz\n"
             self._send(200, body, {"Content-Type": "text/plain; charset=utf-8"}, head)
@@ -497,6 +512,10 @@ class MetricsServer:
     ready
         Readiness check for ``/readyz`` (200 only when it returns True, else 503). None =
         the same as ``alive``.
+    status
+        What ``/status.json`` answers (a JSON-able mapping, built per request); with it
+        ``/`` serves the status page (:func:`streamgen.io.status.page_html`). None = ``/``
+        lists the endpoints.
     """
 
     def __init__(
@@ -507,14 +526,25 @@ class MetricsServer:
         *,
         alive: Callable[[], bool] | None = None,
         ready: Callable[[], bool] | None = None,
+        status: Callable[[], Mapping[str, Any]] | None = None,
     ) -> None:
         self.registry = registry
+        self.status = status
+        self._page: bytes | None = None
         self.host = host
         self._requested_port = port
         self.alive: Callable[[], bool] = alive if alive is not None else (lambda: True)
         self.ready: Callable[[], bool] = ready if ready is not None else self.alive
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+
+    def page(self) -> bytes:
+        """The status page's HTML (read once)."""
+        if self._page is None:
+            from streamgen.io.status import page_html
+
+            self._page = page_html()
+        return self._page
 
     @classmethod
     def for_metrics(
@@ -525,6 +555,7 @@ class MetricsServer:
         *,
         ready: Callable[[], bool] | None = None,
         max_silence_seconds: float | None = None,
+        status: Callable[[], Mapping[str, Any]] | None = None,
     ) -> MetricsServer:
         """A server whose probes follow ``metrics``.
 
@@ -544,6 +575,7 @@ class MetricsServer:
             port,
             alive=alive,
             ready=ready if ready is not None else default_ready,
+            status=status,
         )
 
     @property
