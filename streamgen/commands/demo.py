@@ -3,8 +3,11 @@
 Starts a local Kafka-protocol broker (Tansu, in memory), produces a synthetic multi-key sensor
 stream with injected anomalies (and a few malformed records) at ``--rate`` records/s, runs the
 consumer service in-process with its metrics endpoint, prints progress and alerts as they
-fire, stops after ``--seconds``, prints a summary and writes a report (``summary.json``,
-``scores.jsonl``, ``alerts.jsonl``) to ``--report``.
+fire, stops after ``--seconds``, prints a summary and writes a report
+(``summary.json``, ``scores.jsonl``, ``alerts.jsonl``, the records sent and the
+continuations) to ``--report``, with the evaluation of the scores against the injected
+anomalies (the score rows carry their labels): ``metrics.json`` and the plots of
+``streamgen evaluate``, made by its code.
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ import sys
 import tempfile
 import threading
 import time
-from collections import defaultdict
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -47,9 +49,13 @@ DEMO_PIPELINE: dict[str, Any] = {
 # Group settings valid on Apache Kafka and Tansu alike; Tansu holds a join for half the
 # session timeout, so the default 45 s would delay the first record by 22 s.
 DEMO_GROUP_OPTIONS = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000}
-# A flagged point inside an injected segment, or this many points after it, detects it
-# (the score of a point looks back one window; a flatline or drift shows a little late).
-DETECT_TOLERANCE_POINTS = 8
+# Random-score seeds of the demo's evaluation (the printed summary compares PR-AUC with the
+# label rate; the seeds' baseline is in metrics.json): 3 instead of 10 saves seconds.
+EVALUATION_SEEDS = 3
+# What the report folder gets besides scores.jsonl, for the evaluation: the records as sent
+# (the actual values the plots show) and the continuations (forecasts against what arrived).
+STREAM = "stream.jsonl.gz"
+CONTINUATIONS = "continuations.jsonl.gz"
 MALFORMED_EVERY = 200
 
 
@@ -93,7 +99,7 @@ class _Collector:
 
     def __init__(self, path: Path) -> None:
         self.fh = open(path, "w", encoding="utf-8")
-        self.rows: dict[tuple[str, int, int], tuple[str, int, bool, bool]] = {}
+        self.rows: dict[tuple[str, int, int], tuple[int, bool, bool]] = {}
         self.lock = threading.Lock()
 
     def add(self, row: Mapping[str, Any]) -> None:
@@ -102,8 +108,28 @@ class _Collector:
         self.fh.write(encode_row(row).decode() + "\n")
         pos = (str(row.get("topic")), int(row.get("partition") or 0), int(row.get("offset") or 0))
         with self.lock:  # keep the last row of an offset (a rewind re-emits rows)
-            self.rows[pos] = (str(row.get("key")), int(row.get("label") or 0),
-                              bool(row.get("is_anomaly")), row.get("error") is not None)
+            self.rows[pos] = (int(row.get("label") or 0), bool(row.get("is_anomaly")),
+                              row.get("error") is not None)
+
+    def flush(self) -> None:
+        self.fh.flush()
+
+    def close(self) -> None:
+        self.fh.close()
+
+
+class _JsonlGz:
+    """Tee sink: rows to a gzip-compressed JSONL file (continuations, for the evaluation)."""
+
+    def __init__(self, path: Path) -> None:
+        import gzip
+
+        self.fh = gzip.open(path, "wt", encoding="utf-8")
+
+    def add(self, row: Mapping[str, Any]) -> None:
+        from streamgen.io.kafka import encode_row
+
+        self.fh.write(encode_row(row).decode() + "\n")
 
     def flush(self) -> None:
         self.fh.flush()
@@ -146,7 +172,7 @@ class _Producer(threading.Thread):
     """Emits the synthetic stream at ``rate`` records/s with event time = wall time."""
 
     def __init__(self, bootstrap: str, topic: str, keys: int, rate: float, seconds: float,
-                 seed: int) -> None:
+                 seed: int, record: Path | None = None) -> None:
         super().__init__(name="demo-producer", daemon=True)
         from streamgen.synthetic import make_stream
 
@@ -157,6 +183,7 @@ class _Producer(threading.Thread):
             anomalies_per_key=max(1, n_points // 250), warmup_points=min(300, n_points // 3),
         )
         self.bootstrap, self.topic, self.rate, self.seconds = bootstrap, topic, rate, seconds
+        self.record = record  # every record sent, as sent (the evaluation's actual values)
         self.sent = 0
         self.malformed = 0
         self.error: BaseException | None = None
@@ -187,6 +214,9 @@ class _Producer(threading.Thread):
             self.error = exc
             self.done.set()
             return
+        import gzip
+
+        sent = gzip.open(self.record, "wt", encoding="utf-8") if self.record else None
         try:
             t0 = time.monotonic()
             for i, row in enumerate(self.rows):
@@ -199,7 +229,10 @@ class _Producer(threading.Thread):
                 key = str(row["key"])
                 value = dict(row)
                 value["ts"] = round(time.time(), 3)
-                producer.send(self.topic, json.dumps(value).encode(), key.encode())
+                text = json.dumps(value)
+                producer.send(self.topic, text.encode(), key.encode())
+                if sent is not None:
+                    sent.write(text + "\n")
                 self.sent += 1
                 if i % MALFORMED_EVERY == MALFORMED_EVERY - 1:
                     producer.send(self.topic, self._bad(self.malformed, key), key.encode())
@@ -209,6 +242,8 @@ class _Producer(threading.Thread):
             self.error = exc
         finally:
             producer.close(timeout=5)
+            if sent is not None:
+                sent.close()
             self.done.set()
 
 
@@ -262,16 +297,17 @@ def _run(args: argparse.Namespace, out: Any, report: Path) -> int:
                 create_topic(broker.bootstrap, topic, 3)
         collector = _Collector(report / "scores.jsonl")
         alerts = _AlertPrinter(report / "alerts.jsonl", out)
+        conts = _JsonlGz(report / CONTINUATIONS)
         metrics = PrometheusMetrics()
         service = Service(cfg, metrics=metrics, kafka_options=DEMO_GROUP_OPTIONS,
-                          tee=Sinks(scores=collector, alerts=alerts))
+                          tee=Sinks(scores=collector, alerts=alerts, continuations=conts))
         result: dict[str, int] = {}
         svc_thread = threading.Thread(
             target=lambda: result.setdefault("rc", service.run()), name="streamgen-service",
             daemon=True,
         )
         producer = _Producer(broker.bootstrap, k.topics[0], args.keys, args.rate, args.seconds,
-                             args.seed)
+                             args.seed, report / STREAM)
         print(f"streamgen demo: broker {broker.bootstrap} (Tansu, in memory), {args.keys} "
               f"sensors at {args.rate:g} records/s for {args.seconds:g} s, model "
               f"{cfg.model.name}", file=out, flush=True)
@@ -308,10 +344,13 @@ def _run(args: argparse.Namespace, out: Any, report: Path) -> int:
         wall = time.monotonic() - t0
         collector.close()
         alerts.close()
+        conts.close()
         summary = _summary(args, cfg, service, producer, collector, alerts, wall)
         summary["metrics_url"] = metrics_url
+    evaluation = _evaluate(report, summary, out)
     (report / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     _print_summary(summary, report, out)
+    _print_evaluation(evaluation, report, out)
     if producer.error is not None:
         print(f"producer failed: {producer.error!r}", file=out)
         return 1
@@ -364,31 +403,13 @@ def _drain(service: Any, producer: _Producer, svc: threading.Thread, out: Any) -
 
 def _summary(args: argparse.Namespace, cfg: PipelineConfig, service: Any, producer: _Producer,
              collector: _Collector, alerts: _AlertPrinter, wall: float) -> dict[str, Any]:
-    # Per key in offset order (a key lives in one partition): segments of label 1.
-    by_key: dict[str, list[tuple[int, int, bool]]] = defaultdict(list)
-    dead = flagged = 0
-    for (_t, part, off), (key, label, anom, err) in collector.rows.items():
+    dead = flagged = false_points = 0
+    for label, anom, err in collector.rows.values():
         if err:
             dead += 1
             continue
         flagged += anom
-        by_key[key].append((part * 10**12 + off, label, anom))
-    segments = detected = false_points = 0
-    for rows in by_key.values():
-        rows.sort()
-        i = 0
-        while i < len(rows):
-            if not rows[i][1]:
-                false_points += rows[i][2]
-                i += 1
-                continue
-            j = i
-            while j < len(rows) and rows[j][1]:
-                j += 1
-            segments += 1
-            if any(r[2] for r in rows[i:j + DETECT_TOLERANCE_POINTS]):
-                detected += 1
-            i = j
+        false_points += anom and not label
     s = service.stats
     span = (s.last_record_s or 0) - (s.first_record_s or 0)
     return {
@@ -396,19 +417,60 @@ def _summary(args: argparse.Namespace, cfg: PipelineConfig, service: Any, produc
         "model": cfg.model.name, "records_produced": producer.sent,
         "malformed_produced": producer.malformed, "records_scored": len(collector.rows),
         "dead_letters": dead, "anomalies_flagged": flagged,
-        "flagged_outside_segments": false_points, "injected_segments": segments,
-        "segments_detected": detected, "detection_rule": (
-            f"a flagged point inside the segment or within {DETECT_TOLERANCE_POINTS} points "
-            "after it"),
+        "flagged_outside_segments": false_points,
         "alerts_fired": alerts.fired, "alerts_resolved": alerts.resolved,
         "throughput_records_per_s": round(s.records / span, 1) if span > 0 else None,
         "checkpoints": s.checkpoints, "wall_seconds": round(wall, 1),
     }
 
 
+def _evaluate(report: Path, summary: dict[str, Any], out: Any) -> dict[str, Any] | None:
+    """``streamgen evaluate --scores REPORT/scores.jsonl --report REPORT``, by its code: the
+    score rows carry the injected labels. Adds the segment counts to ``summary``."""
+    from streamgen.errors import ConfigError
+    from streamgen.evaluation.command import evaluate, parse_args
+
+    print("evaluating the scores against the injected anomalies ...", file=out, flush=True)
+    args = parse_args(["--scores", str(report / "scores.jsonl"), "--report", str(report),
+                       "--seeds", str(EVALUATION_SEEDS), "--actual", str(report / STREAM),
+                       "--continuations", str(report / CONTINUATIONS)])  # fmt: skip
+    try:
+        result = evaluate(args)
+    except ConfigError as exc:  # e.g. a pipeline whose records carry no labels
+        print(f"evaluation skipped: {exc}", file=out, flush=True)
+        return None
+    h = result["detection"]["summary"]
+    summary["injected_segments"] = h["segments"]
+    summary["segments_detected"] = h["segments_detected"]
+    summary["detection_rule"] = (f"a flagged point inside the segment or within "
+                                 f"{h['grace_rows']} points after it")  # fmt: skip
+    summary["evaluation"] = result["report"]["metrics"]
+    return result
+
+
+def _print_evaluation(result: Mapping[str, Any] | None, report: Path, out: Any) -> None:
+    if result is None:
+        return
+    from streamgen.evaluation.summary import format_summary
+
+    rep = result["report"]
+    print("\nevaluation (streamgen evaluate, against the injected anomalies)", file=out)
+    format_summary(result["detection"]["summary"], out)
+    fc = result.get("forecast")
+    if fc:
+        print(f"  forecasts     MAE {fc['model']['mae']:.3f} vs {fc['best_naive_mae']} "
+              f"{fc[fc['best_naive_mae']]['mae']:.3f} (ratio {fc['ratio_mae']:.2f}) over "
+              f"{fc['n_joined']:,} continuations", file=out)  # fmt: skip
+    print(f"  metrics       {rep['metrics']} (every metric, random baselines)\n"
+          f"  plots         {len(rep['plots'])} PNGs in {report}/: series_*.png (values, "
+          f"labelled anomalies, flagged points), score_*.png, continuations.png; "
+          f"{rep['keys_note']}\n"
+          f"  full table    streamgen evaluate --scores {report}/scores.jsonl --actual "
+          f"{report}/{STREAM} --continuations {report}/{CONTINUATIONS} --verbose",
+          file=out, flush=True)  # fmt: skip
+
+
 def _print_summary(s: Mapping[str, Any], report: Path, out: Any) -> None:
-    seg = s["injected_segments"]
-    pct = f" ({100 * s['segments_detected'] / seg:.0f}%)" if seg else ""
     tput = s["throughput_records_per_s"]
     lines = [
         "",
@@ -417,11 +479,10 @@ def _print_summary(s: Mapping[str, Any], report: Path, out: Any) -> None:
         f"malformed; {s['records_scored']:,} scored, {s['dead_letters']} dead letters",
         f"  anomalies     {s['anomalies_flagged']} points flagged "
         f"({s['flagged_outside_segments']} outside injected segments)",
-        f"  segments      {s['segments_detected']} of {seg} injected anomaly segments "
-        f"detected{pct}",
         f"  alerts        {s['alerts_fired']} fired, {s['alerts_resolved']} resolved",
         f"  throughput    {tput:,.0f} records/s consumed (offered {s['target_rate']:g}/s)"
         if tput else "  throughput    n/a",
-        f"  report        {report}/summary.json, scores.jsonl, alerts.jsonl",
+        f"  report        {report}/summary.json, scores.jsonl, alerts.jsonl, {STREAM}, "
+        f"{CONTINUATIONS}",
     ]
     print("\n".join(lines), file=out, flush=True)

@@ -51,7 +51,7 @@ from streamgen.evaluation.forecast import (
 from streamgen.evaluation.summary import format_summary, headline
 from streamgen.io.files import read_table
 
-__all__ = ["register", "run"]
+__all__ = ["evaluate", "parse_args", "print_table", "register", "run"]
 
 _MAX_ABS_VALUE = 1e30  # the decoder dead-letters larger values
 _DEFAULT_KEY = "default"
@@ -778,6 +778,14 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.set_defaults(func=run)
     return p
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    """``streamgen evaluate ARGV``'s arguments, defaults included (for callers such as the
+    demo, which evaluate their own output with the command's code)."""
+    parser = argparse.ArgumentParser(prog="streamgen")
+    register(parser.add_subparsers(dest="command", required=True))
+    return parser.parse_args(["evaluate", *argv])
 
 
 def run(args: argparse.Namespace) -> int:

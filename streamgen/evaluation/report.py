@@ -158,17 +158,18 @@ def _plot_series(path: Path, ks: KeySeries, title: str) -> Path:
 
 
 #: Values beyond the 0.5-99.5 % percentile range by more than this many times that range are
-#: drawn at the edge of the plot (a few huge warm-up scores flattened everything else).
-CLIP_MARGIN = 1.0
+#: drawn at the edge of the plot (a few huge warm-up scores flattened everything else); an
+#: anomaly's score a few times the normal range stays in view.
+CLIP_MARGIN = 3.0
 
 
 def _robust_ylim(
     ax: Axes, values: FloatArray, extra: FloatArray | None = None, x: FloatArray | None = None
 ) -> None:
-    """Keep rare huge values from flattening the plot: y-limits from the 0.5-99.5 %
-    percentiles widened by :data:`CLIP_MARGIN` times their range (and ``extra``, e.g. the
-    threshold, kept in view); values outside are drawn as triangles at the edge and counted
-    in a note."""
+    """Keep rare huge values from flattening the plot: values beyond the 0.5-99.5 %
+    percentile range (``extra``, e.g. the threshold, included) by more than
+    :data:`CLIP_MARGIN` times that range are drawn as triangles at the edge and counted in a
+    note; the y-range covers every other value."""
     finite = np.isfinite(values)
     v = values[finite]
     if v.size < 20:
@@ -181,7 +182,10 @@ def _robust_ylim(
     above, below = finite & (values > top), finite & (values < bottom)
     if not (above.any() or below.any()):
         return
-    bottom, top = lo - 0.1 * span, hi + 0.1 * span
+    kept = values[finite & ~above & ~below]  # the y-range: every value not clipped
+    lo, hi = min(lo, float(kept.min())), max(hi, float(kept.max()))
+    pad = 0.05 * max(hi - lo, 1e-12)
+    bottom, top = lo - pad, hi + pad
     ax.set_ylim(bottom, top)
     parts = []
     for mask, edge, marker, word, f in ((above, top, "^", "above", np.max),
@@ -192,8 +196,9 @@ def _robust_ylim(
                            c="0.3", zorder=4, clip_on=False)  # fmt: skip
             parts.append(f"{int(mask.sum())} {word} (extreme {f(values[mask]):.4g})")
     ax.text(
-        0.99, 0.97, "clipped y-axis: " + ", ".join(parts), transform=ax.transAxes,
-        ha="right", va="top", fontsize="small", color="0.3",
+        0.99, 0.03, "clipped y-axis (triangles): " + ", ".join(parts), transform=ax.transAxes,
+        ha="right", va="bottom", fontsize="small", color="0.2",
+        bbox={"facecolor": "white", "alpha": 0.8, "lw": 0},
     )  # fmt: skip
 
 

@@ -61,7 +61,8 @@ def test_robust_ylim_clips_one_outlier_and_says_so():
     ax.plot(v)
     report._robust_ylim(ax, v, x=np.arange(500.0))
     assert ax.get_ylim()[1] < 10
-    assert any("clipped y-axis: 1 above (extreme 1e+06)" in t.get_text() for t in ax.texts)
+    assert any("clipped y-axis (triangles): 1 above (extreme 1e+06)" in t.get_text()
+               for t in ax.texts)
 
 
 def test_continuation_panels_skip_the_cold_start_and_the_end_of_the_stream():

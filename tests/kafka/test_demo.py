@@ -31,7 +31,8 @@ def test_demo_runs_and_reports_anomalies(tmp_path):
     out = proc.stdout
     assert proc.returncode == 0, out + proc.stderr[-3000:]
     assert "produced" in out and "lag" in out  # live progress lines
-    assert "summary" in out and "injected anomaly segments detected" in out
+    assert "summary" in out and "evaluation (streamgen evaluate" in out
+    assert "segments detected" in out and "false alerts" in out and "PR-AUC" in out
     summary = json.loads((report / "summary.json").read_text())
     assert summary["records_produced"] > 5000
     assert summary["malformed_produced"] > 0
@@ -43,6 +44,19 @@ def test_demo_runs_and_reports_anomalies(tmp_path):
     scores = (report / "scores.jsonl").read_text().splitlines()
     assert len(scores) >= summary["records_scored"]
     assert (report / "alerts.jsonl").exists()
+    # The evaluation of `streamgen evaluate`, against the injected labels, in the same folder.
+    metrics = json.loads((report / "metrics.json").read_text())
+    head = metrics["detection"]["summary"]
+    assert head["segments"] == summary["injected_segments"] > 0
+    assert head["segments_detected"] == summary["segments_detected"] > 0
+    assert metrics["detection"]["labels"]["join"] == "label column of --scores"
+    assert metrics["forecast"]["n_joined"] > 0  # continuations against the records sent
+    assert summary["evaluation"] == str(report / "metrics.json")
+    pngs = {p.name for p in report.glob("*.png")}
+    assert set(metrics["report"]["plots"]) == pngs
+    assert sum(n.startswith("score_") for n in pngs) == 8  # every key (--keys 8)
+    assert sum(n.startswith("series_") for n in pngs) == 8 and "continuations.png" in pngs
+    assert f"{report}/metrics.json" in out and "--verbose" in out
 
 
 def test_sigterm_stops_the_demo_as_cleanly_as_ctrl_c(tmp_path):
