@@ -2,8 +2,8 @@
 
 Starts a local Kafka-protocol broker (Tansu, in memory), produces a synthetic multi-key sensor
 stream with injected anomalies (and a few malformed records) at ``--rate`` records/s, runs the
-consumer service in-process with its metrics endpoint, prints progress and alerts as they
-fire, stops after ``--seconds``, prints a summary and writes a report
+consumer service in-process with its metrics endpoint and live status page, prints progress
+and alerts as they fire, stops after ``--seconds``, prints a summary and writes a report
 (``summary.json``, ``scores.jsonl``, ``alerts.jsonl``, the records sent and the
 continuations) to ``--report``, with the evaluation of the scores against the injected
 anomalies (the score rows carry their labels): ``metrics.json`` and the plots of
@@ -65,7 +65,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--keys", type=int, default=8, help="number of sensors (8)")
     p.add_argument("--rate", type=float, default=400.0, help="records per second (400)")
     p.add_argument("--metrics-port", type=int, default=9108,
-                   help="port of /metrics /healthz /readyz (9108; 0 = any free port)")
+                   help="port of the live status page (/) and /metrics /healthz /readyz "
+                        "(9108; 0 = any free port)")
     p.add_argument("--report", default="streamgen-demo-report", metavar="DIR",
                    help="report directory (./streamgen-demo-report)")
     p.add_argument("--model", choices=["sota", "rvae"], default=None,
@@ -320,6 +321,8 @@ def _run(args: argparse.Namespace, out: Any, report: Path) -> int:
         if service.metrics_server is not None:
             metrics_url = service.metrics_server.url
             print(f"metrics: {metrics_url}/metrics  (/healthz /readyz)", file=out, flush=True)
+            if service.status is not None:
+                print(f"live status: {metrics_url}/", file=out, flush=True)
         # Stream only once the consumer owns its partitions, so that every second of the
         # demo is consumed live (a group join takes a few seconds).
         print("waiting for the consumer to join its group ...", file=out, flush=True)
