@@ -16,7 +16,7 @@ Examples
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,10 +104,6 @@ def make_stream(**kwargs: object) -> list[dict[str, object]]:
             row["is_anomaly"] = int(lab[i])
             rows.append(row)
     return rows
-
-
-def iter_stream(**kwargs: object) -> Iterator[dict[str, object]]:
-    yield from make_stream(**kwargs)
 
 
 def write_stream(path: str | Path, **kwargs: object) -> int:

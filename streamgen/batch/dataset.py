@@ -119,16 +119,6 @@ class KeyScaler:
             "clip": self.clip,
         }
 
-    @classmethod
-    def from_state(cls, state: dict[str, object]) -> KeyScaler:
-        return cls(
-            list(state["keys"]),  # type: ignore[call-overload]
-            np.asarray(state["mean"], dtype=np.float64),
-            np.asarray(state["std"], dtype=np.float64),
-            float(state["clip"]),  # type: ignore[arg-type]
-        )
-
-
 @dataclass
 class WindowSet:
     """Windows ``x`` ``(N, W, C)`` with, per window, its key index, start and input rows."""

@@ -136,17 +136,6 @@ def load_keys_state(engine: Engine, state: dict[str, Any]) -> None:
     engine.import_keys(state)
 
 
-def held_state(engine: Engine, tps: list[tuple[str, int]] | None = None) -> dict[str, Any] | None:
-    """Records the reorder gate holds from partitions ``tps`` (all when None); None without a
-    gate."""
-    return engine.export_held(tps)
-
-
-def load_held_state(engine: Engine, state: dict[str, Any] | None) -> int:
-    """Hold the records of :func:`held_state` in the engine's gate again; returns how many."""
-    return engine.import_held(state)
-
-
 def partition_state(
     engine: Engine, tp: tuple[str, int], keys: list[str], offset: int
 ) -> dict[str, Any]:

@@ -195,7 +195,7 @@ class Engine:
         self.slots.ensure(n)
 
     # -- the batch -------------------------------------------------------------------------
-    def process(self, msgs: Sequence[RawMessage], now: float | None = None) -> BatchStats:
+    def process(self, msgs: Sequence[RawMessage]) -> BatchStats:
         """Process one micro-batch; every message yields exactly one score row."""
         t0 = time.perf_counter()
         st = BatchStats(records=len(msgs))

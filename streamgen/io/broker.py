@@ -28,7 +28,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import importlib.resources
-import json
 import os
 import re
 import shutil
@@ -741,24 +740,6 @@ class LocalS3(_ChildProcess):
         self.stop()
         return self.start()
 
-    def bucket_listing(self, prefix: str = "") -> list[str]:
-        """List object paths under ``prefix`` in the bucket (through the filer; for debugging).
-
-        Parameters
-        ----------
-        prefix : str
-            Directory inside the bucket, e.g. ``"clusters"``.
-
-        Returns
-        -------
-        list of str
-            Full filer paths of the entries (one level).
-        """
-        url = f"http://{LOOPBACK}:{self.ports['filer']}/buckets/{self.bucket}/{prefix}"
-        request = urllib.request.Request(url, headers={"Accept": "application/json"})
-        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310
-            data = json.load(response)
-        return [entry["FullPath"] for entry in data.get("Entries") or []]
 
 
 # --------------------------------------------------------------------------------------------

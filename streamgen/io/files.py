@@ -19,11 +19,9 @@ from typing import IO, Any
 
 import numpy as np
 
-from streamgen.config import DecodeConfig
-from streamgen.core.decode import Decoder
 from streamgen.core.ports import RawMessage, Unreadable
 from streamgen.errors import ConfigError, SinkError
-from streamgen.records import DeadLetter, Position, Record
+from streamgen.records import Position
 
 
 def file_format(path: str | Path) -> str:
@@ -238,13 +236,6 @@ def read_table(path: str | Path) -> tuple[list[str], list[dict[str, Any]], bool]
         columns.update(dict.fromkeys(obj))
         rows.append(obj)
     return list(columns), rows, fmt == "jsonl"
-
-
-def read_records(path: str | Path, decode: DecodeConfig) -> Iterator[Record | DeadLetter]:
-    """Decode every row of a file: a :class:`Record`, or a :class:`DeadLetter` with a reason."""
-    decoder = Decoder(decode)
-    for msg in read_raw(path):
-        yield decoder.decode(msg)
 
 
 class FileSource:

@@ -442,9 +442,6 @@ class KafkaSource:
             log.warning("consumer close failed", extra={"fields": {"error": repr(exc)}})
 
     # -- positions and commits ------------------------------------------------------------
-    def assignment(self) -> set[TP]:
-        return {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
-
     def seek(self, tp: TP, offset: int) -> None:
         """Next record of ``tp`` to fetch is ``offset`` (safe inside a rebalance callback)."""
         self.consumer.seek(TopicPartition(*tp), int(offset))
