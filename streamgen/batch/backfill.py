@@ -167,6 +167,7 @@ def _backfill(input_path: str | Path, pipe: PipelineConfig, opts: BackfillOption
     summary: dict[str, Any] = {
         "model": opts.model,
         "input": str(input_path),
+        "input_resolved": str(Path(input_path).resolve()),
         "channels": hist.channels,
         "rows": len(hist.outcomes),
         "records": len(hist.outcomes) - len(hist.dead),
@@ -189,13 +190,19 @@ def _backfill(input_path: str | Path, pipe: PipelineConfig, opts: BackfillOption
         },
         "scores": table.summary,
         "imputation": imputed,
-        "synthetic": {"windows": int(len(synth))} | _quick_quality(real, synth),
+        # what `streamgen evaluate-generated --backfill DIR` reads back
+        "synthetic": {"file": "synthetic.csv", "windows": int(len(synth)),
+                      "window_length": length} | _quick_quality(real, synth),
     }
     busy = max(range(len(series)), key=lambda k: len(series[k]))
     rows = series[busy].rows
+    labels = [getattr(hist.outcomes[int(r)], "label", None) for r in rows]
     rpt.write_png(out / "report.png", result.history, series[busy].ts_ms,
                   table.calibrated[rows], table.flagged[rows], table.threshold, real, synth,
-                  f"streamgen backfill: {opts.model} on {Path(input_path).name}")  # fmt: skip
+                  f"streamgen backfill: {opts.model} on {Path(input_path).name}",
+                  key=series[busy].key, n_keys=len(series),
+                  labels=None if all(v is None for v in labels)
+                  else np.array([bool(v) for v in labels]))  # fmt: skip
     stages.done("report")
     summary["timings"] = stages.seconds | {"total": round(time.monotonic() - stages.t0, 3)}
     write_json(out / "report.json", summary)

@@ -5,6 +5,7 @@
     streamgen backfill INPUT --model gan|vae --output-dir DIR [--pipeline FILE] [--set K=V]
         [--epochs N] [--steps-per-epoch N] [--checkpoint-in CKPT] [--checkpoint-out CKPT]
         [--max-seconds S] [--[no-]progress]
+    streamgen evaluate-generated --backfill DIR [--real FILE] [--output-dir DIR]
     streamgen evaluate-generated --real FILE|sines --synthetic FILE [--output-dir DIR]
     streamgen evaluate-generated --model gan|vae --input FILE|sines [--epochs N] [--output-dir DIR]
 
@@ -15,7 +16,6 @@ Bad arguments raise :class:`~streamgen.errors.ConfigError` (exit 2, one line nam
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -64,13 +64,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run_backfill)
 
     q = sub.add_parser("evaluate-generated", help="quality of generated windows (TimeGAN metrics)")
-    q.add_argument("--real", help="real data: CSV/JSONL history, a synthetic.csv, or 'sines'")
+    q.add_argument("--backfill", type=Path, metavar="DIR",
+                   help="a backfill output folder: its synthetic.csv against the history it was "
+                   "trained on, windows of its length (report.json)")  # fmt: skip
+    q.add_argument("--real", help="real data: CSV/JSONL history, a synthetic.csv, or 'sines' "
+                   "(default with --backfill: the history backfill read)")  # fmt: skip
     q.add_argument("--synthetic", help="generated windows (synthetic.csv from backfill)")
     q.add_argument("--model", choices=MODEL_KINDS, help="train this model and sample from it")
     q.add_argument("--input", help="training data for --model: CSV/JSONL or 'sines'")
     q.add_argument("--output-dir", type=Path, metavar="DIR", help="write quality.json + pca.png")
     q.add_argument("--n", type=int, default=2000, help="sines: number of sequences")
-    q.add_argument("--seq-len", type=int, default=24, help="window length")
+    q.add_argument("--seq-len", type=int, default=None,
+                   help="window length (default: the synthetic windows' length, else 24)")
     q.add_argument("--iterations", type=int, default=2000, help="post-hoc model iterations")
     q.add_argument("--repeats", type=int, default=1, help="average post-hoc scores over seeds")
     q.add_argument("--pipeline", metavar="FILE", help="pipeline YAML (decode settings)")
@@ -143,17 +148,23 @@ def run_backfill(args: argparse.Namespace) -> int:
 
 
 def run_evaluate_generated(args: argparse.Namespace) -> int:
-    """``streamgen evaluate-generated``: print the quality metrics as JSON; returns 0."""
-    from streamgen.batch.generated import evaluate_generated
+    """``streamgen evaluate-generated``: print the quality metrics as a table; returns 0."""
+    from streamgen.batch.generated import evaluate_generated, format_quality, from_backfill
     from streamgen.config import load_pipeline
 
     pipe = load_pipeline(args.pipeline, args.overrides)
+    if args.backfill is not None:
+        from_backfill(args)
     if args.model is None and (args.real is None or args.synthetic is None):
-        raise ConfigError("evaluate-generated: give --real and --synthetic, or --model and --input")
+        raise ConfigError("evaluate-generated: give --backfill DIR, --real and --synthetic, "
+                          "or --model and --input")  # fmt: skip
     if args.model is not None and args.input is None:
         raise ConfigError("--input: required with --model (a CSV/JSONL file or 'sines')")
-    if args.seq_len < 2 or args.n < 4 or args.iterations < 1 or args.repeats < 1:
+    if (args.seq_len is not None and args.seq_len < 2) or args.n < 4 or args.iterations < 1 \
+            or args.repeats < 1:
         raise ConfigError("--seq-len/--n/--iterations/--repeats: too small")
     metrics = evaluate_generated(args, pipe, _train_config(args, pipe.model))
-    print(json.dumps(metrics, indent=2))
+    print(format_quality(metrics), end="")
+    if args.output_dir is not None:
+        print(f"written: {args.output_dir / 'quality.json'}, {args.output_dir / 'pca.png'}")
     return 0

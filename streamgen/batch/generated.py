@@ -10,7 +10,7 @@ there are real windows, and the samples are compared with *all* real windows.
 from __future__ import annotations
 
 import argparse
-import csv
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -26,21 +26,23 @@ from streamgen.batch.train import TrainConfig, train
 from streamgen.config import PipelineConfig
 from streamgen.core.jsonsafe import write_json
 from streamgen.errors import ConfigError
+from streamgen.io.files import read_table
+
+#: Window length of real data cut from a history or drawn from ``sines`` when nothing says
+#: otherwise (TimeGAN's 24).
+DEFAULT_SEQ_LEN = 24
 
 
 def read_windows_csv(path: str | Path) -> np.ndarray:
     """Windows ``(N, T, C)`` from a ``window,key,step,<channels>`` CSV."""
-    with open(path, encoding="utf-8", newline="") as fh:
-        reader = csv.DictReader(fh)
-        cols = [c for c in reader.fieldnames or [] if c not in ("window", "key", "step")]
-        rows: dict[str, list[tuple[int, list[float]]]] = {}
-        try:
-            for r in reader:
-                rows.setdefault(r["window"], []).append(
-                    (int(r["step"]), [float(r[c]) for c in cols])
-                )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ConfigError(f"{path}: bad synthetic window row ({exc})") from None
+    columns, table, _ = read_table(path)
+    cols = [c for c in columns if c not in ("window", "key", "step")]
+    rows: dict[str, list[tuple[int, list[float]]]] = {}
+    try:
+        for r in table:
+            rows.setdefault(r["window"], []).append((int(r["step"]), [float(r[c]) for c in cols]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(f"{path}: bad synthetic window row ({exc})") from None
     if not rows:
         raise ConfigError(f"{path}: no windows")
     lengths = {len(v) for v in rows.values()}
@@ -49,24 +51,59 @@ def read_windows_csv(path: str | Path) -> np.ndarray:
     return np.array([[v for _, v in sorted(w)] for w in rows.values()], dtype=np.float64)
 
 
+def _is_windows_file(spec: str) -> bool:
+    p = Path(spec)
+    if spec == "sines" or not p.is_file() or p.suffix != ".csv":
+        return False
+    with open(p, encoding="utf-8-sig") as fh:
+        header = fh.readline().strip().split(",")
+    return "window" in header and "step" in header
+
+
+def from_backfill(args: argparse.Namespace) -> None:
+    """Fill ``--synthetic``, ``--real`` and ``--seq-len`` from a backfill output folder.
+
+    ``report.json`` names the history backfill read (``input_resolved``, else ``input``) and
+    the windows' length; given flags win.
+    """
+    folder = Path(args.backfill)
+    report = folder / "report.json"
+    try:
+        info = json.loads(report.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"--backfill: cannot read {report} ({exc}); is {folder} a "
+                          "`streamgen backfill --output-dir`?") from None  # fmt: skip
+    synth = info.get("synthetic") or {}
+    if args.synthetic is None:
+        args.synthetic = str(folder / synth.get("file", "synthetic.csv"))
+    if args.real is None:
+        for name in ("input_resolved", "input"):
+            if info.get(name) and Path(info[name]).is_file():
+                args.real = info[name]
+                break
+        else:
+            raise ConfigError(f"--backfill: the history {info.get('input')!r} named in {report} "
+                              "is not there; give it with --real FILE")  # fmt: skip
+    if args.seq_len is None:
+        args.seq_len = int(synth.get("window_length") or info["window_length"])
+
+
 def load_windows(spec: str, args: argparse.Namespace, pipe: PipelineConfig) -> np.ndarray:
     """Real/synthetic windows in raw units from ``sines`` or a file."""
+    seq_len = args.seq_len or DEFAULT_SEQ_LEN
     if spec == "sines":
-        return sine_data(args.n, args.seq_len, seed=args.seed or 0).astype(np.float64)
+        return sine_data(args.n, seq_len, seed=args.seed or 0).astype(np.float64)
     p = Path(spec)
     if not p.is_file():
         raise ConfigError(f"input: file not found: {spec}")
-    if p.suffix == ".csv":
-        with open(p, encoding="utf-8") as fh:
-            header = fh.readline().strip().split(",")
-        if "window" in header and "step" in header:
-            return read_windows_csv(p)
+    if _is_windows_file(spec):
+        return read_windows_csv(p)
     series = group_by_key(read_history(p, pipe.decode).records)
     ident = KeyScaler.fit(series)
     ident.mean[:], ident.std[:], ident.clip = 0.0, 1.0, float("inf")
-    x = make_windows(series, ident, args.seq_len).x.astype(np.float64)
+    x = make_windows(series, ident, seq_len).x.astype(np.float64)
     if len(x) < 4:
-        raise ConfigError(f"input: fewer than 4 windows of {args.seq_len} rows in {spec}")
+        raise ConfigError(f"input: fewer than 4 windows of {seq_len} rows in {spec}")
     return x
 
 
@@ -110,11 +147,21 @@ def evaluate_generated(
         )
         synth, info = generate(args.model, real, cfg, model_args)
     else:
-        real = load_windows(args.real, args, pipe)
         synth = load_windows(args.synthetic, args, pipe)
+        if args.seq_len is None:  # cut the real history into windows of the synthetic length
+            args.seq_len = synth.shape[1]
+        real = load_windows(args.real, args, pipe)
     if real.shape[1:] != synth.shape[1:]:
+        (ts, cs), (tr, cr) = synth.shape[1:], real.shape[1:]
+        fix = ""
+        if args.real == "sines" and cs != cr:
+            fix = ("; 'sines' is TimeGAN's 5-channel data set, not what backfill trained on: "
+                   "compare with that history (--backfill DIR, or --real HISTORY)")
+        elif ts != tr and not _is_windows_file(args.real or ""):
+            fix = f"; give --seq-len {ts} to cut the real data into windows of {ts} steps"
         raise ConfigError(
-            f"--synthetic: windows {synth.shape[1:]} do not match real {real.shape[1:]}"
+            f"--synthetic: windows of {ts} steps x {cs} channels do not match the real ones, "
+            f"{tr} steps x {cr} channels{fix}"
         )
     out = args.output_dir
     if out is not None:
@@ -132,3 +179,38 @@ def evaluate_generated(
     if out is not None:
         write_json(out / "quality.json", result)
     return result
+
+
+#: What each number means, printed next to it (see :mod:`streamgen.batch.quality`).
+_MEANINGS = [
+    ("discriminative_score", "|accuracy - 0.5| of a GRU telling real from synthetic on held-out "
+     "windows: 0 = indistinguishable, 0.5 = always told apart"),
+    ("discriminative_score_timegan", "the same with TimeGAN's weaker judge (1 layer, C/2 units), "
+     "comparable with the paper"),
+    ("predictive_score", "MAE of one-step-ahead prediction on real windows by a GRU trained on "
+     "synthetic ones (train on synthetic, test on real): lower is better"),
+    ("predictive_score_real", "the same GRU trained on real windows: the reference; "
+     "predictive_score near it = as useful as real data"),
+    ("mmd2_rbf", "squared maximum mean discrepancy (RBF kernel): 0 = same distribution"),
+    ("precision", "share of synthetic windows inside the real ones' k-NN manifold (fidelity), "
+     "1 = best"),
+    ("recall", "share of real windows inside the synthetic ones' manifold (diversity), 1 = best"),
+    ("coverage", "share of real windows with a synthetic one among their k nearest, 1 = best"),
+]  # fmt: skip
+
+
+def format_quality(metrics: dict[str, Any]) -> str:
+    """The metrics as a short table, one sentence per number on what it means."""
+    lines = [f"{metrics['n_real']} real vs {metrics['n_synthetic']} synthetic windows"]
+    for name, meaning in _MEANINGS:
+        v = metrics.get(name)
+        if v is None:
+            continue
+        sd = metrics.get(f"{name}_std")
+        value = f"{v:.4f}" + (f" ± {sd:.4f}" if sd else "")
+        lines.append(f"  {name:<29} {value:<17} {meaning}")
+    training = metrics.get("training")
+    if training:
+        lines.append(f"  trained {training['model']} for {training['epochs_run']} epochs in "
+                     f"{training['train_seconds']} s")  # fmt: skip
+    return "\n".join(lines) + "\n"

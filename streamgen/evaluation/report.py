@@ -13,7 +13,7 @@ Plots (matplotlib, Agg canvas; matplotlib is imported only when a report is writ
   ``calibrated >= threshold``), so it is drawn on the calibrated panel only: the raw score has
   no threshold on its scale.  Only a file without a calibrated column gets it on the ``score``
   panel, since there it can refer to nothing else;
-* y-ranges are robust (:func:`_robust_ylim`): a few extreme values are drawn as triangles at
+* y-ranges are robust (:func:`robust_ylim`): a few extreme values are drawn as triangles at
   the edge and counted in a note instead of flattening the rest;
 * ``continuations.png``: a few forecasts (past the key's cold start, with every step's actual
   row there to compare: :func:`pick_continuations`) against the actual rows and the naive
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = ["KeySeries", "write_report"]
+__all__ = ["KeySeries", "pick_continuations", "robust_ylim", "shade_labels", "write_report"]
 
 FloatArray = NDArray[np.float64]
 
@@ -101,7 +101,7 @@ def _time_axis(ax: Axes) -> None:
 MIN_SHADE_FRACTION = 1 / 250
 
 
-def _shade(ax: Axes, x: FloatArray, labels: NDArray[np.bool_] | None) -> None:
+def shade_labels(ax: Axes, x: FloatArray, labels: NDArray[np.bool_] | None) -> None:
     """Shade labelled segments, half a sampling step wider on each side and never narrower
     than :data:`MIN_SHADE_FRACTION` of the x-range, so that a one-row anomaly shows."""
     if labels is None or x.size == 0 or not labels.any():
@@ -142,14 +142,14 @@ def _plot_series(path: Path, ks: KeySeries, title: str) -> Path:
                 xa[idx], ks.actual.values[idx, 0], s=14, c="tab:red", zorder=3, label="flagged"
             )
         shown = ks.actual.values[:, : min(n_ch, 4)]
-        _robust_ylim(ax, shown.reshape(-1), x=np.repeat(xa, shown.shape[1]))
+        robust_ylim(ax, shown.reshape(-1), x=np.repeat(xa, shown.shape[1]))
         ax.set_ylabel("value" + (" (channels 0-3)" if n_ch > 4 else ""))
     else:
         ax.plot(x, ks.score, lw=0.8, label=ks.score_column)
         _mark(ax, x, ks.score, ks.detections)
-        _robust_ylim(ax, ks.score, x=x)
+        robust_ylim(ax, ks.score, x=x)
         ax.set_ylabel(f"{ks.score_column} (no actual input given)")
-    _shade(ax, x, ks.labels)
+    shade_labels(ax, x, ks.labels)
     _time_axis(ax)
     ax.set_title(title)
     ax.legend(loc="upper left", fontsize="small")
@@ -163,7 +163,7 @@ def _plot_series(path: Path, ks: KeySeries, title: str) -> Path:
 CLIP_MARGIN = 3.0
 
 
-def _robust_ylim(
+def robust_ylim(
     ax: Axes, values: FloatArray, extra: FloatArray | None = None, x: FloatArray | None = None
 ) -> None:
     """Keep rare huge values from flattening the plot: values beyond the 0.5-99.5 %
@@ -242,8 +242,8 @@ def _plot_score(path: Path, ks: KeySeries, title: str) -> Path:
         if thr is not None and np.isfinite(thr).any():
             ax.step(x, thr, where="post", lw=1.0, ls="--", c="k", label="threshold")
         _mark(ax, x, values, ks.detections)
-        _shade(ax, x, ks.labels)
-        _robust_ylim(ax, values, thr, x=x)
+        shade_labels(ax, x, ks.labels)
+        robust_ylim(ax, values, thr, x=x)
         _time_axis(ax)
         ax.set_ylabel(name)
         ax.legend(loc="upper left", fontsize="small")

@@ -98,7 +98,8 @@ def test_evaluate_generated_from_files_and_model(history_csv, tmp_path, capsys):
     assert run_cli(["evaluate-generated", "--model", "vae", "--input", "sines", "--n", "64",
                     "--seq-len", "8", "--epochs", "1", "--iterations", "5", "--no-progress",
                     "--set", "model.hidden=8", "--output-dir", str(out)]) == 0  # fmt: skip
-    metrics = json.loads(capsys.readouterr().out)
+    assert "trained vae for 1 epochs" in capsys.readouterr().out
+    metrics = json.loads((out / "quality.json").read_text())
     assert metrics["training"]["epochs_run"] == 1
     assert 0.0 <= metrics["discriminative_score"] <= 0.5
     assert (out / "pca.png").is_file() and (out / "quality.json").is_file()
@@ -107,7 +108,19 @@ def test_evaluate_generated_from_files_and_model(history_csv, tmp_path, capsys):
     assert run_cli(["backfill", str(src), "--model", "vae", "--output-dir", str(bf),
                     "--epochs", "1", *FAST]) == 0  # fmt: skip
     capsys.readouterr()
+    # the backfill folder alone: its synthetic.csv against its history, windows of its length
+    assert json.loads((bf / "report.json").read_text())["synthetic"]["window_length"] == 16
+    assert run_cli(["evaluate-generated", "--backfill", str(bf), "--iterations", "5"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("206 real vs 8 synthetic windows")  # the history cut into 16 steps
+    assert "discriminative_score" in text and "0 = indistinguishable, 0.5 = always told apart" in text
+    assert "predictive_score_real" in text and "the reference" in text
+    # the synthetic file with the history: the window length comes from the synthetic windows
     assert run_cli(["evaluate-generated", "--real", str(src), "--synthetic",
-                    str(bf / "synthetic.csv"), "--seq-len", "16", "--iterations", "5"]) == 0  # fmt: skip
-    assert json.loads(capsys.readouterr().out)["n_synthetic"] == 8
+                    str(bf / "synthetic.csv"), "--iterations", "5"]) == 0  # fmt: skip
+    assert "vs 8 synthetic windows" in capsys.readouterr().out
+    # a length that does not match: the message names the fix
+    assert run_cli(["evaluate-generated", "--real", str(src), "--synthetic",
+                    str(bf / "synthetic.csv"), "--seq-len", "24", "--iterations", "5"]) == 2  # fmt: skip
+    assert "give --seq-len 16" in capsys.readouterr().err
     assert run_cli(["evaluate-generated", "--real", "sines"]) == 2

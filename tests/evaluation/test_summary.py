@@ -42,7 +42,7 @@ def test_a_one_row_anomaly_is_shaded_wide_enough_to_see():
     x = np.arange(3000, dtype=float)
     labels = np.zeros(3000, dtype=bool)
     labels[1500] = True
-    report._shade(ax, x, labels)
+    report.shade_labels(ax, x, labels)
     (patch,) = ax.patches
     left, right = patch.get_x(), patch.get_x() + patch.get_width()
     assert right - left >= 3000 * report.MIN_SHADE_FRACTION - 1e-9
@@ -59,7 +59,7 @@ def test_robust_ylim_clips_one_outlier_and_says_so():
     v = np.sin(np.arange(500) / 10.0)
     v[250] = 1e6
     ax.plot(v)
-    report._robust_ylim(ax, v, x=np.arange(500.0))
+    report.robust_ylim(ax, v, x=np.arange(500.0))
     assert ax.get_ylim()[1] < 10
     assert any("clipped y-axis (triangles): 1 above (extreme 1e+06)" in t.get_text()
                for t in ax.texts)
