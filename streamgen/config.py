@@ -262,6 +262,9 @@ class KafkaConfig(_Frozen):
     continuations_topic: str | None = "streamgen.continuations"
     alerts_topic: str | None = "streamgen.alerts"
     dead_letter_topic: str | None = "streamgen.dlq"
+    # Despite the name, the output producer's unacknowledged requests per broker connection
+    # (max_in_flight_requests_per_connection / max.in.flight.requests.per.connection), capped
+    # at 5, the most the idempotent producer keeps in order; not a count of micro-batches.
     max_in_flight_batches: int = Field(default=4, ge=1)
     reconnect_backoff_max_seconds: float = Field(default=30.0, gt=0.0)
     # Output producer client: confluent-kafka (librdkafka; `pip install 'streamgen[fast]'`)

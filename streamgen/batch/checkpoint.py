@@ -26,7 +26,7 @@ from streamgen.models.vae import VAE, VAEConfig
 BatchModel = VAE | GAN  # both have score(x), sample(n, T), impute(x, mask)
 
 
-def build_model(kind: str, model_args: dict[str, Any]) -> BatchModel:
+def build_batch_model(kind: str, model_args: dict[str, Any]) -> BatchModel:
     """Rebuild a model from its kind and ``model_args`` (as stored in a checkpoint)."""
     if kind == "vae":
         return VAE(VAEConfig(**model_args))
@@ -52,7 +52,7 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> dic
 
 def model_from_checkpoint(ckpt: dict[str, Any], device: torch.device | str = "cpu") -> BatchModel:
     """The checkpoint's best model (eval mode)."""
-    model = build_model(ckpt["config"]["kind"], ckpt["model_args"])
+    model = build_batch_model(ckpt["config"]["kind"], ckpt["model_args"])
     model.load_state_dict(ckpt.get("best_model") or ckpt["model"])
     return model.to(device).eval()
 

@@ -35,7 +35,7 @@ from streamgen.records import Record
 
 
 @dataclass
-class KeySeries:
+class KeyHistory:
     """One key's points in event-time order (ties keep input order)."""
 
     key: str
@@ -48,7 +48,7 @@ class KeySeries:
         return len(self.rows)
 
 
-def group_by_key(records: Iterable[Record]) -> list[KeySeries]:
+def group_by_key(records: Iterable[Record]) -> list[KeyHistory]:
     """Group records by key (keys in order of first appearance), each sorted by event time."""
     buckets: dict[str, list[Record]] = {}
     for r in records:
@@ -59,7 +59,7 @@ def group_by_key(records: Iterable[Record]) -> list[KeySeries]:
         ts = np.array([r.ts_ms for r in recs], dtype=np.int64)
         order = np.lexsort((rows, ts))
         out.append(
-            KeySeries(
+            KeyHistory(
                 key=key,
                 rows=rows[order],
                 ts_ms=ts[order],
@@ -89,7 +89,7 @@ class KeyScaler:
     @classmethod
     def fit(
         cls,
-        series: list[KeySeries],
+        series: list[KeyHistory],
         train_fraction: float = 0.8,
         min_std: float = 1e-6,
         clip: float = 20.0,
@@ -130,7 +130,7 @@ class WindowSet:
 
 
 def make_windows(
-    series: list[KeySeries], scaler: KeyScaler, length: int, stride: int = 1
+    series: list[KeyHistory], scaler: KeyScaler, length: int, stride: int = 1
 ) -> WindowSet:
     """Cut every key into windows of ``length`` points every ``stride`` points.
 
@@ -161,7 +161,7 @@ def make_windows(
 
 
 def split_by_time(
-    series: list[KeySeries], windows: WindowSet, val_fraction: float = 0.2
+    series: list[KeyHistory], windows: WindowSet, val_fraction: float = 0.2
 ) -> tuple[np.ndarray, np.ndarray]:
     """Indices of training and validation windows (straddling windows belong to neither)."""
     w = windows.x.shape[1]

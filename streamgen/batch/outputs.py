@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from streamgen.batch.checkpoint import BatchModel
-from streamgen.batch.dataset import KeyScaler, KeySeries, WindowSet, train_cut
+from streamgen.batch.dataset import KeyHistory, KeyScaler, WindowSet, train_cut
 from streamgen.batch.history import History, PartialRow
 from streamgen.batch.impute import build_grid, impute_points
 from streamgen.batch.scoring import robust_z, sanitize, score_points
@@ -43,7 +43,7 @@ class ScoreTable:
 
 def compute_scores(
     hist: History,
-    series: list[KeySeries],
+    series: list[KeyHistory],
     scaler: KeyScaler,
     model: BatchModel,
     length: int,
@@ -119,7 +119,7 @@ def write_scores(path: Path, hist: History, table: ScoreTable) -> None:
 def write_imputed(
     path: Path,
     hist: History,
-    series: list[KeySeries],
+    series: list[KeyHistory],
     scaler: KeyScaler,
     model: BatchModel,
     length: int,

@@ -47,7 +47,7 @@ from torch import nn
 from torch.utils.data import DistributedSampler
 from tqdm import tqdm
 
-from streamgen.batch.checkpoint import BatchModel, build_model, cpu_state
+from streamgen.batch.checkpoint import BatchModel, build_batch_model, cpu_state
 from streamgen.batch.device import cpu_threads
 from streamgen.batch.distributed import (
     DistContext,
@@ -338,7 +338,7 @@ def _train(
     if resume is not None:
         kind, model_args = resume["config"]["kind"], dict(resume["model_args"])
     torch.manual_seed(cfg.seed)
-    model = build_model(kind, model_args).to(device)
+    model = build_batch_model(kind, model_args).to(device)
     opts = _make_optimizers(kind, model, cfg.lr)
     start, best_val, bad, best_state, history = 0, float("inf"), 0, None, []
     if resume is not None:
