@@ -9,7 +9,7 @@ Usage::
 
     with Chromium(tmp_path / "profile") as browser:
         browser.navigate("http://127.0.0.1:9108/")
-        browser.wait_for("document.querySelector('svg.chart')")
+        browser.wait_for("!!document.querySelector('svg.chart')")
         assert not browser.problems()
 """
 
@@ -227,14 +227,20 @@ class Chromium:
         return res["result"].get("value")
 
     def wait_for(self, expression: str, timeout: float = 15.0) -> Any:
-        """Poll until the expression is truthy; returns its value."""
+        """Poll until the expression is truthy (one that throws, e.g. while the page
+        loads, counts as false); returns its value."""
         deadline = time.monotonic() + timeout
         while True:
-            value = self.evaluate(expression)
+            try:
+                value = self.evaluate(expression)
+            except RuntimeError as exc:
+                value, error = None, exc
+            else:
+                error = None
             if value:
                 return value
             if time.monotonic() > deadline:
-                raise TimeoutError(f"never true: {expression}")
+                raise TimeoutError(f"never true: {expression} ({error})")
             time.sleep(0.2)
 
     def screenshot(self, path: Path, width: int = 1280, height: int = 1000) -> Path:
