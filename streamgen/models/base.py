@@ -42,9 +42,9 @@ class SeqOutput:
 
 
 class OnlineModel(nn.Module):
-    """Base class: ``forward(x, future) -> (SeqOutput, loss)``; ``loss`` is None without
-    ``future`` being needed by the model (both models train reconstruction alone when no
-    future is given)."""
+    """Base class: ``forward(x, future, step) -> (SeqOutput, loss)``; ``loss`` is always a
+    scalar tensor: the reconstruction term (with the RVAE's KL), plus the forecast term when
+    ``future`` is given (without it both models train on reconstruction alone)."""
 
     horizon: int
 
