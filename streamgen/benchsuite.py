@@ -48,9 +48,10 @@ from typing import Any
 import numpy as np
 
 from streamgen.config import PipelineConfig
+from streamgen.models.registry import MODEL_NAMES
 from streamgen.synthetic import KINDS, make_stream
 
-DETECTORS = ("sota", "rvae", "hst", "rolling_z", "diff")
+DETECTORS = (*MODEL_NAMES, "hst", "rolling_z", "diff")
 BASELINES = ("hst", "rolling_z", "diff")
 STREAMS = (
     "spikes",

@@ -22,6 +22,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from streamgen.models.registry import MODEL_NAMES
+
 if TYPE_CHECKING:  # imported where used: the parser is built without them (start-up time)
     from streamgen.config import PipelineConfig
 
@@ -62,7 +64,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="port of /metrics /healthz /readyz (9108; 0 = any free port)")
     p.add_argument("--report", default="streamgen-demo-report", metavar="DIR",
                    help="report directory (./streamgen-demo-report)")
-    p.add_argument("--model", choices=["sota", "rvae"], default=None,
+    p.add_argument("--model", choices=MODEL_NAMES, default=None,
                    help="model (default: the demo pipeline's, sota)")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic stream")
     p.add_argument("--pipeline", metavar="FILE", help="pipeline YAML instead of the built-in")
