@@ -247,8 +247,8 @@ def _interrupt(signum: int, frame: object) -> None:
 
 def _run(args: argparse.Namespace, out: Any, report: Path) -> int:
     from streamgen.core.engine import Sinks
-    from streamgen.io.broker import LocalBroker, create_topic
     from streamgen.io.metrics import PrometheusMetrics
+    from streamgen.localbroker import LocalBroker, create_topic
     from streamgen.service import Service
 
     port = args.metrics_port
