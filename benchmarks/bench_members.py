@@ -42,7 +42,7 @@ from benchmarks.bench_e2e import (  # noqa: E402
     start_service,
     stop_service,
 )
-from streamgen.io.broker import LocalBroker, create_topic  # noqa: E402
+from streamgen.localbroker import LocalBroker, create_topic  # noqa: E402
 
 PARTITIONS = 6
 

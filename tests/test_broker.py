@@ -14,14 +14,13 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
 from streamgen.errors import SourceError
-from streamgen.io.broker import (
+from streamgen.localbroker import (
     ENV_TANSU_BIN,
-    ENV_WEED_BIN,
     TEST_GROUP_CONFIG,
     LocalBroker,
     find_tansu_binary,
-    find_weed_binary,
 )
+from tests.s3_server import ENV_WEED_BIN, find_weed_binary
 
 KEYS = [f"sensor-{i}" for i in range(10)]
 

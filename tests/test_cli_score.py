@@ -10,6 +10,8 @@ import sys
 import numpy as np
 import pytest
 
+from streamgen.models.registry import MODEL_NAMES
+
 
 def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
     """Mann-Whitney AUC (ties count half); the evaluation package has the full metric set."""
@@ -27,7 +29,7 @@ def _score(*args: str) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.mark.parametrize("model", ["sota", "rvae"])
+@pytest.mark.parametrize("model", MODEL_NAMES)
 def test_score_file_one_row_per_input_in_order(stream_file, tmp_path, model):
     src = stream_file("in.csv", n_keys=3, n_points=1200, seed=7)
     lines = src.read_text().splitlines()

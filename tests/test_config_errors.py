@@ -76,7 +76,7 @@ def test_the_suggested_syntax_works():
 
 def test_a_misspelled_choice_gets_the_closest_one():
     assert _set_error("model.name=sotta") == (
-        "model.name: Input should be 'sota' or 'rvae' (did you mean 'sota'?)"
+        "model.name: unknown model 'sotta' (did you mean 'sota'?); models: sota, rvae"
     )
     assert "(did you mean 'model'?)" in _set_error("calibrate.detectors=[modle]")
     assert "did you mean" not in _set_error("model.name=xyz")
@@ -134,3 +134,25 @@ def test_an_empty_label_column_is_not_called_missing(tmp_path, capsys):
     none.write_text("key,timestamp,score,calibrated\na,1700000000,1,1\n")
     assert main(["evaluate", "--scores", str(none)]) == 2
     assert "the scores have no 'label' column" in capsys.readouterr().err
+
+
+def test_model_settings_follow_model_name():
+    """Each model's settings class validates the model section: a setting of another model
+    says which one has it, model.name may come before or after its settings, and switching
+    model drops the previous model's own settings."""
+    assert _set_error("model.kl_weight=2") == (
+        "model.kl_weight: not a setting of model 'sota' (a setting of rvae: set model.name)"
+    )
+    for order in (["model.kl_weight=2", "model.name=rvae"], ["model.name=rvae", "model.kl_weight=2"]):
+        cfg = apply_overrides(PipelineConfig(), order)
+        assert (cfg.model.name, cfg.model.kl_weight) == ("rvae", 2.0)
+    back = apply_overrides(cfg, ["model.name=sota", "model.hidden=32"])
+    assert back.model.name == "sota" and back.model.hidden == 32
+    assert not hasattr(back.model, "kl_weight")
+    with pytest.raises(ConfigError, match="not a setting of model 'sota'"):
+        build_config({"model": {"name": "sota", "free_bits": 0.2}})
+    with pytest.raises(ConfigError, match=r"model.hiden: unknown setting \(did you mean model.hidden"):
+        build_config({"model": {"name": "rvae", "hiden": 3}})
+    with pytest.raises(ConfigError, match="unknown model 'gan'"):
+        build_config({"model": {"name": "gan"}})
+

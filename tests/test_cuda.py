@@ -12,6 +12,7 @@ from streamgen.config import PipelineConfig, apply_overrides
 from streamgen.core.engine import Engine, Sinks
 from streamgen.core.ports import RawMessage
 from streamgen.io.files import ListSink
+from streamgen.models.registry import MODEL_NAMES
 from streamgen.records import Position
 from streamgen.synthetic import make_stream
 
@@ -21,7 +22,7 @@ pytestmark = [
 ]
 
 
-@pytest.mark.parametrize("model", ["sota", "rvae"])
+@pytest.mark.parametrize("model", MODEL_NAMES)
 @pytest.mark.parametrize("bf16", [False, True])
 def test_engine_runs_on_cuda_with_auto_device(model, bf16):
     cfg = apply_overrides(PipelineConfig(), [f"model.name={model}", f"model.bf16={bf16}",

@@ -44,6 +44,7 @@ from streamgen.config import PipelineConfig
 from streamgen.core.jsonsafe import write_json
 from streamgen.errors import ConfigError
 from streamgen.models.online import resolve_device
+from streamgen.models.registry import settings_class
 
 
 @dataclass(frozen=True)
@@ -65,10 +66,13 @@ def _model_args(kind: str, n_channels: int, pipe: PipelineConfig) -> dict[str, A
     m = pipe.model
     extra: dict[str, Any] = {"hidden": m.hidden, "latent": m.latent, "layers": m.layers}
     if kind == "vae":
+        # The ELBO settings of the online RVAE: the pipeline's when its model is the RVAE,
+        # else the RVAE's defaults.
+        elbo = m if m.name == "rvae" else settings_class("rvae")()
         extra |= {
-            "kl_weight": m.kl_weight,
-            "kl_anneal_steps": m.kl_anneal_steps,
-            "free_bits": m.free_bits,
+            "kl_weight": elbo.kl_weight,
+            "kl_anneal_steps": elbo.kl_anneal_steps,
+            "free_bits": elbo.free_bits,
         }
     else:
         # The gradient penalty (a double backward through the critic's GRU) on a quarter of

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from streamgen.commands.common import add_pipeline_args
+from streamgen.models.registry import MODEL_NAMES
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -58,8 +59,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--detectors",
         default=None,
-        help="comma-separated subset of sota,rvae,hst,rolling_z,diff (real suite: also random, "
-        "subpca)",
+        help=f"comma-separated subset of {','.join(MODEL_NAMES)},hst,rolling_z,diff (real suite: "
+        "also random, subpca)",
     )
     p.add_argument(
         "--streams", default=None, help="comma-separated subset of stream (or series) names"

@@ -24,6 +24,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from streamgen.models.registry import MODEL_NAMES
+
 if TYPE_CHECKING:  # imported where used: the parser is built without them (start-up time)
     from streamgen.config import PipelineConfig
 
@@ -69,7 +71,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(9108; 0 = any free port)")
     p.add_argument("--report", default="streamgen-demo-report", metavar="DIR",
                    help="report directory (./streamgen-demo-report)")
-    p.add_argument("--model", choices=["sota", "rvae"], default=None,
+    p.add_argument("--model", choices=MODEL_NAMES, default=None,
                    help="model (default: the demo pipeline's, sota)")
     p.add_argument("--seed", type=int, default=0, help="seed of the synthetic stream")
     p.add_argument("--pipeline", metavar="FILE", help="pipeline YAML instead of the built-in")
@@ -281,8 +283,8 @@ def _interrupt(signum: int, frame: object) -> None:
 
 def _run(args: argparse.Namespace, out: Any, report: Path) -> int:
     from streamgen.core.engine import Sinks
-    from streamgen.io.broker import LocalBroker, create_topic
     from streamgen.io.metrics import PrometheusMetrics
+    from streamgen.localbroker import LocalBroker, create_topic
     from streamgen.service import Service
 
     port = args.metrics_port

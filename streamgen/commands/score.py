@@ -1,4 +1,4 @@
-"""``streamgen score INPUT --model sota|rvae --output OUT``: the engine over a file.
+"""``streamgen score INPUT --model NAME --output OUT``: the engine over a file.
 
 OUT has exactly one row per input row, in input order, with a finite ``score`` (higher = more
 anomalous); a row that went to the dead-letter output keeps its place with an empty score and
@@ -22,12 +22,13 @@ from streamgen.commands.common import (
     refuse_colliding_paths,
 )
 from streamgen.errors import ConfigError
+from streamgen.models.registry import MODEL_NAMES
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("score", help="score a CSV/JSONL file (one output row per input row)")
     p.add_argument("input", help="CSV or JSONL file (optionally .gz)")
-    p.add_argument("--model", choices=["sota", "rvae"], help="model (default: pipeline's)")
+    p.add_argument("--model", choices=MODEL_NAMES, help="model (default: pipeline's)")
     p.add_argument("--output", "-o", required=True, help="output CSV or JSONL")
     p.add_argument("--continuations", metavar="FILE", help="write continuations here")
     p.add_argument("--dead-letters", metavar="FILE", help="write dead letters here (JSONL)")

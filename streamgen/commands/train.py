@@ -1,4 +1,4 @@
-"""``streamgen train FILE --model sota|rvae --checkpoint-out CKPT [--epochs N]``.
+"""``streamgen train FILE --model NAME --checkpoint-out CKPT [--epochs N]``.
 
 Offline training of an online model on a recording, through the same engine (windows,
 normalization, protection of anomalous windows) as live scoring. Each epoch replays the file
@@ -22,12 +22,13 @@ from streamgen.commands.common import (
     progress_bar,
 )
 from streamgen.errors import ConfigError
+from streamgen.models.registry import MODEL_NAMES
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train an online model offline on a recorded stream")
     p.add_argument("input", help="recording: CSV or JSONL (optionally .gz)")
-    p.add_argument("--model", choices=["sota", "rvae"], help="model (default: pipeline's)")
+    p.add_argument("--model", choices=MODEL_NAMES, help="model (default: pipeline's)")
     p.add_argument("--checkpoint-out", required=True, metavar="CKPT")
     p.add_argument("--checkpoint-in", metavar="CKPT", help="continue training from here")
     p.add_argument("--epochs", type=int, default=3)

@@ -17,8 +17,8 @@
 Examples
 --------
 >>> import numpy as np
->>> from streamgen.config import ModelConfig
->>> lr = OnlineLearner(ModelConfig(hidden=8, latent=4, horizon=2, device="cpu"), 1, 8)
+>>> from streamgen.models.registry import model_settings
+>>> lr = OnlineLearner(model_settings("sota", hidden=8, latent=4, horizon=2, device="cpu"), 1, 8)
 >>> spans = np.random.default_rng(0).normal(size=(16, 10, 1)).astype("float32")
 >>> stats = lr.learn(spans)
 >>> lr.step, stats["skipped"]
@@ -39,10 +39,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from streamgen.config import ModelConfig
 from streamgen.errors import CheckpointError
 from streamgen.models.base import OnlineModel
 from streamgen.models.registry import build_model
+from streamgen.models.settings import ModelConfig
 
 warnings.filterwarnings(
     "ignore", message="RNN module weights are not part of single contiguous chunk"

@@ -1,44 +1,71 @@
-"""Name → online model factory. ``build_model(cfg, n_channels, window)``."""
+"""The online models, declared once: name → the module that holds the model.
+
+Each module defines ``SETTINGS`` (its settings class: a subclass of
+:class:`~streamgen.models.settings.ModelConfig` whose ``name`` is ``Literal["<name>"]``,
+with the model's own settings) and ``build(settings, n_channels, window)`` returning an
+:class:`~streamgen.models.base.OnlineModel`. Everything else derives from :data:`MODELS`:
+the ``model`` section of the configuration (a union on ``model.name``), the ``--model``
+choices of the commands, the benchmark's detector list and the tests' parametrization.
+Adding a model is one new module and one line here (docs/architecture.md, "Add a
+model").
+
+This module imports neither torch nor pydantic (the command-line parsers read
+:data:`MODEL_NAMES` and must start fast); a model's module is imported when first needed.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
-from streamgen.config import ModelConfig
 from streamgen.errors import ConfigError
-from streamgen.models.base import OnlineModel
-from streamgen.models.rvae import RVAE, RVAEConfig
-from streamgen.models.sota import SOTA, SOTAConfig
+
+if TYPE_CHECKING:
+    from streamgen.models.base import OnlineModel
+    from streamgen.models.settings import ModelConfig
+
+# name → (module, one line for help texts). The first is the default model.
+MODELS: dict[str, tuple[str, str]] = {
+    "sota": ("streamgen.models.sota", "window autoencoder with a forecasting head"),
+    "rvae": ("streamgen.models.rvae", "recurrent variational autoencoder (ELBO)"),
+}
+MODEL_NAMES: tuple[str, ...] = tuple(MODELS)
+DEFAULT_MODEL: str = MODEL_NAMES[0]
 
 
-def _shared(cfg: ModelConfig, n_channels: int, window: int) -> dict[str, object]:
-    return dict(
-        n_channels=n_channels, window=window, hidden=cfg.hidden, latent=cfg.latent,
-        layers=cfg.layers, dropout=cfg.dropout, horizon=cfg.horizon,
-        robust_limit=cfg.robust_limit, arch=cfg.arch,
-    )
+def model_module(name: str) -> ModuleType:
+    """The module of model ``name`` (ConfigError naming the known models otherwise)."""
+    try:
+        path = MODELS[name][0]
+    except KeyError:
+        raise ConfigError(
+            f"model.name: unknown model {name!r}; models: {', '.join(MODEL_NAMES)}"
+        ) from None
+    return importlib.import_module(path)
 
 
-def _sota(cfg: ModelConfig, n_channels: int, window: int) -> OnlineModel:
-    return SOTA(SOTAConfig(**_shared(cfg, n_channels, window)))  # type: ignore[arg-type]
+def settings_class(name: str) -> type[ModelConfig]:
+    """The settings class of model ``name``."""
+    cls: type[ModelConfig] = model_module(name).SETTINGS
+    return cls
 
 
-def _rvae(cfg: ModelConfig, n_channels: int, window: int) -> OnlineModel:
-    return RVAE(
-        RVAEConfig(
-            **_shared(cfg, n_channels, window),  # type: ignore[arg-type]
-            kl_weight=cfg.kl_weight, kl_anneal_steps=cfg.kl_anneal_steps,
-            free_bits=cfg.free_bits, n_samples=cfg.n_samples,
-        )
-    )
+def settings_classes() -> dict[str, type[ModelConfig]]:
+    """Every model's settings class, by name (imports every model's module)."""
+    return {name: settings_class(name) for name in MODEL_NAMES}
 
 
-REGISTRY: dict[str, Callable[[ModelConfig, int, int], OnlineModel]] = {"sota": _sota, "rvae": _rvae}
+def model_settings(name: str = DEFAULT_MODEL, **values: Any) -> ModelConfig:
+    """Validated settings of model ``name`` (``model_settings("rvae", kl_weight=0.5)``)."""
+    return settings_class(name)(**values)
 
 
 def build_model(cfg: ModelConfig, n_channels: int, window: int) -> OnlineModel:
-    try:
-        factory = REGISTRY[cfg.name]
-    except KeyError:
-        raise ConfigError(f"model.name: unknown model {cfg.name!r}") from None
-    return factory(cfg, n_channels, window)
+    """The network of the model ``cfg.name`` for ``n_channels`` channels and windows of
+    ``window`` points (not yet on a device)."""
+    module = model_module(cfg.name)
+    if not isinstance(cfg, module.SETTINGS):
+        cfg = module.SETTINGS(**cfg.model_dump())
+    model: OnlineModel = module.build(cfg, n_channels, window)
+    return model

@@ -28,13 +28,16 @@ True
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
+from pydantic import Field
 from torch import nn
 
 from streamgen.models.base import OnlineModel, SeqModelConfig, SeqOutput
 from streamgen.models.kl import annealed_weight, free_bits_kl, gaussian_kl
 from streamgen.models.layers import LinearForecast, make_decoder, make_encoder, robust_input
+from streamgen.models.settings import ModelConfig
 
 # Log-variance bounds keep the likelihood finite: sigma in [e^-3.5, e^3] in normalized units.
 _LOGVAR_MIN, _LOGVAR_MAX = -7.0, 6.0
@@ -46,6 +49,18 @@ class RVAEConfig(SeqModelConfig):
     kl_anneal_steps: int = 500
     free_bits: float = 0.1
     n_samples: int = 4
+
+
+class RVAESettings(ModelConfig):
+    """``model.name: rvae``: the shared settings plus the ELBO's: the KL term's weight, its
+    warm-up over the first training steps (linear from 0), free bits per latent dimension,
+    and the number of latent draws averaged when scoring."""
+
+    name: Literal["rvae"] = "rvae"
+    kl_weight: float = Field(default=1.0, ge=0.0)
+    kl_anneal_steps: int = Field(default=500, ge=0)
+    free_bits: float = Field(default=0.1, ge=0.0)
+    n_samples: int = Field(default=4, ge=1, le=64)
 
 
 def gaussian_energy(x: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -124,4 +139,14 @@ class RVAE(OnlineModel):
         return out, loss
 
 
-__all__ = ["RVAE", "RVAEConfig", "gaussian_energy"]
+def build(cfg: RVAESettings, n_channels: int, window: int) -> RVAE:
+    """The network for the pipeline's ``model`` section (the registry's entry point)."""
+    return RVAE(RVAEConfig(
+        **cfg.network_args(n_channels, window), kl_weight=cfg.kl_weight,
+        kl_anneal_steps=cfg.kl_anneal_steps, free_bits=cfg.free_bits, n_samples=cfg.n_samples,
+    ))
+
+
+SETTINGS = RVAESettings
+
+__all__ = ["RVAE", "RVAEConfig", "RVAESettings", "SETTINGS", "build", "gaussian_energy"]

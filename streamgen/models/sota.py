@@ -31,6 +31,7 @@ True
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import nn
@@ -46,6 +47,13 @@ from streamgen.models.layers import (
     make_encoder,
     robust_input,
 )
+from streamgen.models.settings import ModelConfig
+
+
+class SOTASettings(ModelConfig):
+    """``model.name: sota``: the shared settings only."""
+
+    name: Literal["sota"] = "sota"
 
 
 @dataclass(frozen=True)
@@ -152,3 +160,11 @@ class SOTA(OnlineModel):
         torch.sum(g_proj, 0, out=grad_of(proj.bias))
         chain.backward(g_out, saved)
         return loss
+
+
+def build(cfg: SOTASettings, n_channels: int, window: int) -> SOTA:
+    """The network for the pipeline's ``model`` section (the registry's entry point)."""
+    return SOTA(SOTAConfig(**cfg.network_args(n_channels, window)))
+
+
+SETTINGS = SOTASettings

@@ -12,6 +12,7 @@ from streamgen.core import checkpoint
 from streamgen.core.engine import Engine, Sinks
 from streamgen.core.ports import Metrics, RawMessage
 from streamgen.io.files import ListSink
+from streamgen.models.registry import MODEL_NAMES
 from streamgen.records import Position
 from streamgen.synthetic import make_stream
 
@@ -33,7 +34,7 @@ def _run(engine, msgs, batch=128):
         engine.process(msgs[i : i + batch])
 
 
-@pytest.mark.parametrize("model", ["sota", "rvae"])
+@pytest.mark.parametrize("model", MODEL_NAMES)
 def test_one_row_per_record_in_order_with_finite_scores(model):
     rows = make_stream(n_keys=3, n_points=300, seed=2)
     msgs = _msgs(rows)

@@ -12,9 +12,9 @@ from kafka.partitioner.default import murmur2
 
 from streamgen.config import KafkaConfig
 from streamgen.errors import ConfigError, SinkError
-from streamgen.io.broker import LocalBroker
 from streamgen.io.kafka import KafkaSink, encode_row
 from streamgen.io.producers import confluent_config, make_producer, producer_kind
+from streamgen.localbroker import LocalBroker
 from tests.kafka.helpers import HAVE_CONFLUENT, PRODUCERS
 
 pytestmark = pytest.mark.kafka

@@ -16,9 +16,9 @@ from kafka import KafkaConsumer, TopicPartition
 from streamgen.config import build_config
 from streamgen.core.engine import Sinks
 from streamgen.errors import CheckpointError
-from streamgen.io.broker import TEST_GROUP_CONFIG
 from streamgen.io.files import ListSink
 from streamgen.io.metrics import PrometheusMetrics
+from streamgen.localbroker import TEST_GROUP_CONFIG
 from streamgen.service import Service
 from tests.kafka.helpers import (
     MALFORMED,
@@ -322,7 +322,7 @@ def test_a_recreated_topic_is_read_from_its_start_not_from_a_stale_checkpoint(
     """The checkpoint says offset 299; the topic was deleted and created again and holds
     offsets 0-99. The restarted member must see that the saved offset lies beyond the
     partition's end, say so, drop the stale state and read the new records."""
-    from streamgen.io.broker import delete_topics
+    from streamgen.localbroker import delete_topics
 
     topic = kafka_topic(1)
     prefix = f"out-{uuid.uuid4().hex[:8]}"

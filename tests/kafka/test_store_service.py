@@ -13,7 +13,7 @@ import pytest
 
 from streamgen.checkpoints import PartitionCheckpoints
 from streamgen.config import build_config
-from streamgen.io.broker import TEST_GROUP_CONFIG
+from streamgen.localbroker import TEST_GROUP_CONFIG
 from streamgen.service import Service
 from tests.kafka.helpers import (
     SMALL_MODEL,

@@ -6,9 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from streamgen.config import ModelConfig
 from streamgen.models.online import OnlineLearner
-from streamgen.models.registry import REGISTRY
+from streamgen.models.registry import MODEL_NAMES, model_settings, settings_class
 
 W, H, C = 16, 4, 2
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -20,7 +19,7 @@ def _spans(n: int, rng: np.random.Generator) -> np.ndarray:
     return (x + rng.normal(0, 0.05, x.shape)).astype(np.float32)
 
 
-@pytest.fixture(params=sorted(REGISTRY))
+@pytest.fixture(params=MODEL_NAMES)
 def name(request):
     return request.param
 
@@ -29,9 +28,10 @@ def name(request):
 @pytest.mark.parametrize("device", DEVICES)
 def test_online_model_contract(name, device, arch, tmp_path):
     rng = np.random.default_rng(0)
-    cfg = ModelConfig(name=name, arch=arch, hidden=32, latent=8, horizon=H, device=device,
-                      lr=5e-3,
-                      kl_anneal_steps=50, train_batch=64)
+    # (the RVAE's KL warm-up shortened to fit the test)
+    own = {"kl_anneal_steps": 50} if "kl_anneal_steps" in settings_class(name).model_fields else {}
+    cfg = model_settings(name, arch=arch, hidden=32, latent=8, horizon=H, device=device,
+                         lr=5e-3, train_batch=64, **own)
     lr = OnlineLearner(cfg, C, W)
     losses = []
     for _ in range(150):
@@ -71,7 +71,7 @@ def test_online_model_contract(name, device, arch, tmp_path):
 
 @pytest.mark.parametrize("arch", ["gru", "mlp"])  # mlp: SOTA's gradients set by hand
 def test_non_finite_loss_is_skipped_and_repeated_failures_roll_back(name, arch):
-    cfg = ModelConfig(name=name, arch=arch, hidden=8, latent=4, horizon=H, device="cpu",
+    cfg = model_settings(name, arch=arch, hidden=8, latent=4, horizon=H, device="cpu",
                       max_bad_steps=3, max_steps_per_batch=1)
     lr = OnlineLearner(cfg, C, W)
     rng = np.random.default_rng(1)
@@ -101,7 +101,7 @@ def test_non_finite_loss_is_skipped_and_repeated_failures_roll_back(name, arch):
 def test_scoring_in_chunks_matches_one_pass(name, device):
     """A batch larger than score_chunk is scored in several passes with the same result
     (the RVAE draws its samples per pass, so only its forecast's shape is compared)."""
-    cfg = ModelConfig(name=name, hidden=8, latent=4, horizon=H, device=device)
+    cfg = model_settings(name, hidden=8, latent=4, horizon=H, device=device)
     lr = OnlineLearner(cfg, C, W)
     x = _spans(50, np.random.default_rng(2))[:, :W]
     whole = lr.score(x)
@@ -121,10 +121,10 @@ def test_scoring_in_chunks_matches_one_pass(name, device):
 
 def test_learning_off_and_replay_only_steps(name):
     rng = np.random.default_rng(3)
-    off = OnlineLearner(ModelConfig(name=name, hidden=8, latent=4, horizon=H, device="cpu",
+    off = OnlineLearner(model_settings(name, hidden=8, latent=4, horizon=H, device="cpu",
                                     max_steps_per_batch=0), C, W)
     assert np.isnan(off.learn(_spans(8, rng))["loss"]) and off.step == 0
-    lr = OnlineLearner(ModelConfig(name=name, hidden=8, latent=4, horizon=H, device="cpu"), C, W)
+    lr = OnlineLearner(model_settings(name, hidden=8, latent=4, horizon=H, device="cpu"), C, W)
     lr.learn(_spans(8, rng))
     stats = lr.learn(np.zeros((0, W + H, C), np.float32))  # replay alone still trains
     assert lr.step == 2 and np.isfinite(stats["loss"])

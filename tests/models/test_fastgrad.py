@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from streamgen.config import ModelConfig
 from streamgen.models.online import OnlineLearner
+from streamgen.models.registry import model_settings
 from streamgen.models.sota import SOTA, SOTAConfig
 
 
@@ -48,7 +48,7 @@ def test_recurrent_or_dropout_networks_use_autograd():
 
 
 def test_learner_trains_by_hand_as_with_autograd():
-    cfg = ModelConfig(arch="mlp", hidden=16, latent=4, horizon=4, device="cpu", train_batch=16)
+    cfg = model_settings("sota", arch="mlp", hidden=16, latent=4, horizon=4, device="cpu", train_batch=16)
     by_hand, auto = OnlineLearner(cfg, 2, 12), OnlineLearner(cfg, 2, 12)
     auto.model.loss_with_grads = lambda *a, **k: None  # type: ignore[method-assign]
     rng = np.random.default_rng(0)

