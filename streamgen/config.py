@@ -200,10 +200,11 @@ class KafkaConfig(_Frozen):
     continuations_topic: str | None = "streamgen.continuations"
     alerts_topic: str | None = "streamgen.alerts"
     dead_letter_topic: str | None = "streamgen.dlq"
-    # Despite the name, the output producer's unacknowledged requests per broker connection
+    # The output producer's unacknowledged requests per broker connection
     # (max_in_flight_requests_per_connection / max.in.flight.requests.per.connection), capped
-    # at 5, the most the idempotent producer keeps in order; not a count of micro-batches.
-    max_in_flight_batches: int = Field(default=4, ge=1)
+    # at 5, the most the idempotent producer keeps in order. (Formerly max_in_flight_batches,
+    # still accepted: see _RENAMED.)
+    max_in_flight_requests: int = Field(default=4, ge=1)
     reconnect_backoff_max_seconds: float = Field(default=30.0, gt=0.0)
     # Output producer client: confluent-kafka (librdkafka; `pip install 'streamgen[fast]'`)
     # when importable, else kafka-python. Same semantics either way; the consumer is always
@@ -406,11 +407,30 @@ def _unknown_setting(dotted: str, parts: list[str], model_name: str | None = Non
     return f"{dotted}: unknown setting; valid {where}: {', '.join(sorted(names))}"
 
 
+# Settings renamed since a release: (section, old name) -> new name. The old name is still
+# accepted in pipeline files and --set, and means the new one.
+_RENAMED: dict[tuple[str, str], str] = {
+    ("kafka", "max_in_flight_batches"): "max_in_flight_requests",
+}
+
+
+def _renamed(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` with renamed settings under their current names (the current name wins)."""
+    for (section, old), new in _RENAMED.items():
+        sub = data.get(section)
+        if isinstance(sub, dict) and old in sub:
+            sub = dict(sub)
+            value = sub.pop(old)
+            sub.setdefault(new, value)
+            data = {**data, section: sub}
+    return data
+
+
 def build_config(data: dict[str, Any] | None, via_set: bool = False) -> PipelineConfig:
     """Validate a plain mapping into a :class:`PipelineConfig` or raise ConfigError
     (``via_set``: the values came from ``--set``, and hints use its syntax)."""
     try:
-        return PipelineConfig.model_validate(data or {})
+        return PipelineConfig.model_validate(_renamed(data or {}))
     except ValidationError as exc:
         raise ConfigError(_format_error(exc, via_set)) from None
 
@@ -456,6 +476,8 @@ def apply_overrides(cfg: PipelineConfig, overrides: list[str]) -> PipelineConfig
         if not dotted:
             raise ConfigError(f"--set: expected dotted.key=value, got {item!r}")
         parts = dotted.split(".")
+        if len(parts) == 2 and (parts[0], parts[1]) in _RENAMED:
+            parts[1] = _RENAMED[parts[0], parts[1]]
         node = data
         model: type[BaseModel] | None = PipelineConfig
         for depth, part in enumerate(parts[:-1]):

@@ -156,3 +156,11 @@ def test_model_settings_follow_model_name():
     with pytest.raises(ConfigError, match="unknown model 'gan'"):
         build_config({"model": {"name": "gan"}})
 
+
+def test_a_renamed_setting_keeps_working_under_its_old_name():
+    assert PipelineConfig().kafka.max_in_flight_requests == 4
+    assert apply_overrides(PipelineConfig(), ["kafka.max_in_flight_batches=2"]).kafka \
+        .max_in_flight_requests == 2
+    assert build_config({"kafka": {"max_in_flight_batches": 3}}).kafka.max_in_flight_requests == 3
+    assert not hasattr(PipelineConfig().kafka, "max_in_flight_batches")
+
