@@ -175,8 +175,8 @@ def backfill_settings(
     """``(TrainConfig, model_args)`` that ``streamgen backfill --model KIND --seed SEED``
     uses with every other option at its default (parsed by backfill's own parser)."""
     from streamgen.batch.backfill import _model_args
-    from streamgen.batch.command import _train_config
     from streamgen.cli import build_parser
+    from streamgen.commands.backfill import _train_config
 
     pipe = pipe or PipelineConfig()
     argv = ["backfill", "-", "--model", kind, "--output-dir", "-", "--no-progress",

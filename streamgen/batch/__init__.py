@@ -5,8 +5,5 @@ Data flow: :mod:`~streamgen.batch.history` (decode every row) → :mod:`~streamg
 early stopping, checkpoints, DDP) → :mod:`~streamgen.batch.outputs` (scores, imputation,
 synthetic windows) → :mod:`~streamgen.batch.report`. :mod:`~streamgen.batch.quality` measures
 generated data (discriminative/predictive score, MMD, precision/recall/coverage).
+The command line (``backfill``, ``evaluate-generated``) is :mod:`streamgen.commands.backfill`.
 """
-
-from streamgen.batch.command import register, run_backfill, run_evaluate_generated
-
-__all__ = ["register", "run_backfill", "run_evaluate_generated"]

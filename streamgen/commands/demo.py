@@ -432,8 +432,8 @@ def _summary(args: argparse.Namespace, cfg: PipelineConfig, service: Any, produc
 def _evaluate(report: Path, summary: dict[str, Any], out: Any) -> dict[str, Any] | None:
     """``streamgen evaluate --scores REPORT/scores.jsonl --report REPORT``, by its code: the
     score rows carry the injected labels. Adds the segment counts to ``summary``."""
+    from streamgen.commands.evaluate import evaluate, parse_args
     from streamgen.errors import ConfigError
-    from streamgen.evaluation.command import evaluate, parse_args
 
     print("evaluating the scores against the injected anomalies ...", file=out, flush=True)
     args = parse_args(["--scores", str(report / "scores.jsonl"), "--report", str(report),

@@ -9,7 +9,7 @@ import math
 
 import pytest
 
-from streamgen.batch import register
+from streamgen.commands.backfill import register
 from streamgen.errors import ConfigError, StreamgenError
 
 

@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from streamgen.commands.evaluate import register, run
 from streamgen.core.decode import parse_time_ms as to_ms
 from streamgen.errors import DecodeError
 from streamgen.evaluation import report as report_module
-from streamgen.evaluation.command import register, run
 from streamgen.evaluation.detection import best_f1, roc_auc
 
 T0 = 1_700_000_000_000  # ms
@@ -553,7 +553,7 @@ def test_engine_format_dead_letters_label_column_gz_and_channels(tmp_path, capsy
 
 
 def test_actual_channels_inferred_like_the_decoder(tmp_path, capsys):
-    from streamgen.evaluation.command import read_actual
+    from streamgen.commands.evaluate import read_actual
 
     rows = [
         {"ts": "bad", "key": "k", "a": 1.0},  # undecodable time: skipped, channels not fixed yet
