@@ -71,8 +71,14 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)
     log = None if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
     load0, t0 = os.getloadavg()[0], time.monotonic()
+
+    def save(results: list[benchgen.GenResult]) -> None:  # after every run: partial results
+        if args.json:
+            summary = benchgen.summarize(results)
+            Path(args.json).write_text(json.dumps(benchgen.to_json(results, summary), indent=1))
+
     results = benchgen.run_generative_suite(
-        args.seeds, args.models, args.datasets, log,
+        args.seeds, args.models, args.datasets, log, save,
         seq_len=args.seq_len, n_sines=args.n_sines, iterations=args.iterations,
     )  # fmt: skip
     summary = benchgen.summarize(results)

@@ -60,10 +60,12 @@ Examples
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -124,21 +126,50 @@ class GenResult:
 # --- data -------------------------------------------------------------------------------
 
 
-def _daphnet() -> list[np.ndarray]:
-    from streamgen.realdata import _pkg_file
+def available() -> tuple[bool, str]:
+    """Whether ``aeon`` (the wheel that ships the real recordings) is installed (not imported)."""
+    if importlib.util.find_spec("aeon") is None:
+        return False, "the real recordings need aeon: pip install 'streamgen[realdata]'"
+    return True, ""
 
-    path = _pkg_file("aeon", "datasets/data/Daphnet_S06R02E0/S06R02E0.csv")
+
+def _aeon_file(rel: str) -> Path:
+    """A data file inside the installed ``aeon`` package (found, never imported)."""
+    spec = importlib.util.find_spec("aeon")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(available()[1])
+    path = Path(next(iter(spec.submodule_search_locations))) / rel
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: this aeon version does not ship it")
+    return path
+
+
+def _daphnet() -> list[np.ndarray]:
+    path = _aeon_file("datasets/data/Daphnet_S06R02E0/S06R02E0.csv")
     data = np.genfromtxt(path, delimiter=",", skip_header=1, dtype=np.float64)
     return [data[:, 1:10]]  # timestamp, 9 channels, is_anomaly
 
 
-def _basicmotions() -> list[np.ndarray]:
-    from streamgen.realdata import _parse_ts, _pkg_file
+def _parse_ts(path: Path) -> list[np.ndarray]:
+    """Instances ``(L, C)`` of an equal-length UCR/UEA ``.ts`` file (``c1:c2:...:label``)."""
+    out: list[np.ndarray] = []
+    in_data = False
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if not in_data:
+            in_data = line.lower() == "@data"
+            continue
+        *chans, _ = line.split(":")
+        out.append(np.stack([np.array(c.split(","), dtype=np.float64) for c in chans], axis=1))
+    return out
 
+
+def _basicmotions() -> list[np.ndarray]:
     keys: list[np.ndarray] = []
     for part in ("TRAIN", "TEST"):
-        xs, _ = _parse_ts(_pkg_file("aeon", f"datasets/data/BasicMotions/BasicMotions_{part}.ts"))
-        keys.extend(xs)
+        keys += _parse_ts(_aeon_file(f"datasets/data/BasicMotions/BasicMotions_{part}.ts"))
     return keys
 
 
@@ -231,15 +262,25 @@ def run_generative_suite(
     models: Sequence[str] = MODELS,
     datasets: Sequence[str] = DATASETS,
     log: Callable[[str], None] | None = None,
+    on_result: Callable[[list[GenResult]], None] | None = None,
     **kwargs: Any,
 ) -> list[GenResult]:
-    """:func:`run_one` for every data set, model and seed (in that nesting)."""
-    out = []
+    """:func:`run_one` for every data set, seed and model (in that nesting); ``on_result``
+    gets the results so far after each run (to save them as they come)."""
+    # Fail before any training: every data set readable, every module importable.
+    for ds in datasets:
+        load_windows(ds, kwargs.get("seq_len", SEQ_LEN), 4)
+    import streamgen.batch.generated  # noqa: F401
+    import streamgen.batch.quality  # noqa: F401
+
+    out: list[GenResult] = []
     for ds in datasets:
         for seed in seeds:
             for kind in models:
                 r = run_one(ds, kind, seed, **kwargs)
                 out.append(r)
+                if on_result is not None:
+                    on_result(out)
                 if log is not None:
                     m = r.metrics
                     log(f"{ds} {kind} seed {seed}: disc {m['discriminative_score_timegan']:.3f} "
@@ -343,6 +384,7 @@ def to_json(results: list[GenResult], summary: dict[str, Any]) -> dict[str, Any]
 
 __all__ = [
     "DATASETS",
+    "available",
     "MODELS",
     "PUBLISHED",
     "GenResult",

@@ -113,13 +113,13 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_generative(args: argparse.Namespace, base: Any, seeds: int) -> int:
     """``--suite generative``: :mod:`streamgen.benchgen`, as benchmarks/bench_generative.py."""
-    from streamgen import benchgen, realdata
+    from streamgen import benchgen
 
     models = _subset("--detectors", args.detectors, benchgen.MODELS)
     default = ("sines",) if args.quick else benchgen.DATASETS
     datasets = _subset("--streams", args.streams, benchgen.DATASETS) if args.streams else default
     if set(datasets) - {"sines"}:
-        ok, why = realdata.available()
+        ok, why = benchgen.available()
         if not ok:
             print(f"streamgen: error: --suite generative: {why}", file=sys.stderr)
             return 2
