@@ -9,8 +9,10 @@ little JavaScript drawing inline SVG, no network access beyond its own server) a
 bounded cost:
 
 * **Sinks.** :meth:`StatusCollector.sinks` gives three sinks that the service tees its score,
-  continuation and alert rows into. The score and continuation sinks' ``add`` is a bare
-  ``list.append``: nothing else happens per row on the hot path.
+  continuation and alert rows into. The score sink's ``add`` is a bare ``list.append``
+  (the engine holds the batch's rows until it returns anyway); the continuation sink keeps
+  the rows of tracked keys only (one dict lookup per row: holding every continuation until
+  the digest cost more, in garbage-collector work); alert rows are rare.
 * **Per batch.** :meth:`StatusCollector.batch` (on the service thread, after each
   ``Engine.process``) digests the batch's rows: counts per key (``collections.Counter``), the
   batch's highest scores (one ``numpy.argpartition``), and the rows of the tracked keys only,
@@ -97,12 +99,39 @@ def _rate(samples: deque[tuple[float, int]]) -> float | None:
     return round((n1 - n0) / (t1 - t0), 2) if t1 > t0 else None
 
 
+def _first_channel(steps: Any) -> list[float | None] | None:
+    """The first channel of an ``H x C`` forecast or spread (None stays None)."""
+    if steps is None:
+        return None
+    return [_num(s[0]) if isinstance(s, list | tuple) else _num(s) for s in steps]
+
+
 class _Sink:
     """A sink whose ``add`` appends to a list (a bound method, no Python frame per row)."""
 
     def __init__(self, rows: list[Any] | None = None, add: Callable[[Any], None] | None = None):
         self.rows: list[Any] = rows if rows is not None else []
         self.add = add if add is not None else self.rows.append
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class _TrackedSink:
+    """A sink keeping the rows of tracked keys only (continuations: a row for nearly every
+    record, each with nested lists; keeping them all until the batch's digest made work for
+    the garbage collector that cost more than this lookup does)."""
+
+    def __init__(self, tracked: Mapping[str, Any]) -> None:
+        self.rows: list[Any] = []
+        self.tracked = tracked
+
+    def add(self, row: Mapping[str, Any]) -> None:
+        if row["key"] in self.tracked:
+            self.rows.append(row)
 
     def flush(self) -> None:
         pass
@@ -120,9 +149,9 @@ class _Track:
         # (seq, ts_ms, value, score, flagged); seq = the key's point number in the window ring
         self.points: deque[tuple[int, int | None, float | None, float | None, bool]] = deque(
             maxlen=history)
-        # (seq of the point the continuation follows, ts_ms, forecast, spread)
-        self.conts: deque[tuple[int, int, list[float], list[float] | None]] = deque(
-            maxlen=MAX_CONTINUATIONS)
+        # (seq of the point the continuation follows, ts_ms, forecast, spread), the last two
+        # as the rows hold them (H x C); read when a snapshot asks
+        self.conts: deque[tuple[int, int, Any, Any]] = deque(maxlen=MAX_CONTINUATIONS)
         self.count = -1  # the window ring's point count at the last batch (-1: not read yet)
         self.seq = 0  # newest seq in points
         self.last_seen = 0.0  # monotonic time the key was last in a ranking's top
@@ -196,9 +225,9 @@ class StatusCollector:
         self._last_peak: dict[str, tuple[float, int | None]] = {}  # key -> (score, ts_ms)
         self._records: dict[str, int] = {}  # tracked keys: rows since tracked
         self._scores = _Sink()
-        self._conts = _Sink()
+        self.tracked: dict[str, _Track] = {}  # never rebound: _TrackedSink reads it
+        self._conts = _TrackedSink(self.tracked)
         self._alerts = _Sink(add=self._alert)
-        self.tracked: dict[str, _Track] = {}
         self.busiest: list[str] = []
         self.anomalous: list[str] = []
         self.open_alerts: dict[str, dict[str, Any]] = {}
@@ -213,7 +242,7 @@ class StatusCollector:
         self._lock = threading.Lock()
 
     # -- the hot path -------------------------------------------------------------------------
-    def sinks(self) -> tuple[_Sink, _Sink, _Sink]:
+    def sinks(self) -> tuple[_Sink, _TrackedSink, _Sink]:
         """Sinks for score, continuation and alert rows (tee them next to the real ones)."""
         return self._scores, self._conts, self._alerts
 
@@ -243,7 +272,6 @@ class StatusCollector:
         self._scores.rows = []
         self._scores.add = self._scores.rows.append
         self._conts.rows = []
-        self._conts.add = self._conts.rows.append
         now = time.monotonic()
         store = getattr(engine, "store", None)
         with self._lock:
@@ -323,11 +351,24 @@ class StatusCollector:
         for row in [r for r in rows if r["key"] in tracked]:
             if row.get("error") is None:
                 mine.setdefault(row["key"], []).append(row)
-        for key, krows in mine.items():
+        if not mine:
+            return
+        # The tracked keys' rings, read in one gather: newest point last, ``cap`` of each.
+        ring: list[list[float]] = []
+        slots: list[int | None] = [None] * len(mine)
+        if store is not None:
+            slots = [store.slots.get(k) for k in mine]
+            held = [s for s in slots if s is not None]
+            if held:
+                cap = store.capacity
+                sl = np.array(held)
+                idx = (store.head[sl, None] - cap + np.arange(cap)[None, :]) % cap
+                ring = np.round(store.data[sl[:, None], idx, 0].astype(float), 6).tolist()
+        at = 0
+        for (key, krows), slot in zip(mine.items(), slots, strict=True):
             t = tracked[key]
             values: list[float] = []
             total = t.seq + len(krows)
-            slot = store.slots.get(key) if store is not None else None
             if slot is not None:
                 total = int(store.count[slot])
                 if total < t.count:  # the key left the ring and came back: start again
@@ -337,9 +378,8 @@ class StatusCollector:
                 # New since the last batch; a key tracked just now: what its ring holds.
                 fresh = total - t.count if t.count >= 0 else total
                 n = min(max(fresh, 0), store.capacity, total)
-                if n:
-                    idx = (int(store.head[slot]) - n + np.arange(n)) % store.capacity
-                    values = np.round(store.data[slot, idx, 0].astype(float), 6).tolist()
+                values = ring[at][len(ring[at]) - n:] if n else []
+                at += 1
                 t.count = total
             # Align from the newest: the last row is the ring's newest point.
             n = min(max(len(values), len(krows)), self.history)
@@ -364,15 +404,9 @@ class StatusCollector:
             ts = c.get("ts_ms")
             # The point it follows: the newest point of the key with its timestamp.
             seq = next((p[0] for p in reversed(t.points) if p[1] == ts), None)
-            if seq is None:
+            if seq is None or ts is None:
                 continue
-            fc = [_num(step[0]) if isinstance(step, list | tuple) else _num(step)
-                  for step in c.get("forecast") or []]
-            sp_raw = c.get("spread")
-            sp = None if sp_raw is None else [
-                _num(step[0]) if isinstance(step, list | tuple) else _num(step)
-                for step in sp_raw]
-            t.conts.append((seq, int(ts), fc, sp))  # type: ignore[arg-type]
+            t.conts.append((seq, int(ts), c.get("forecast"), c.get("spread")))
 
     # -- per second ---------------------------------------------------------------------------
     def sample(self, records: int, lag: int | None) -> None:
@@ -437,13 +471,15 @@ class StatusCollector:
             "checked": None,
         }
         if t.conts:
-            seq, ts, fc, sp = t.conts[-1]
+            seq, ts, fc_rows, sp_rows = t.conts[-1]
+            fc, sp = _first_channel(fc_rows), _first_channel(sp_rows)
             out["continuation"] = {"seq": seq, "ts_ms": ts, "forecast": fc, "spread": sp}
             # The newest continuation whose whole horizon has arrived, against what did.
             by_seq = {p[0]: p[2] for p in pts}
-            for seq, ts, fc, sp in reversed(t.conts):
-                if seq + len(fc) > t.seq or not fc:
+            for seq, ts, fc_rows, sp_rows in reversed(t.conts):
+                if not fc_rows or seq + len(fc_rows) > t.seq:
                     continue
+                fc, sp = _first_channel(fc_rows) or [], _first_channel(sp_rows)
                 actual = [by_seq.get(seq + 1 + i) for i in range(len(fc))]
                 if seq + 1 not in by_seq:
                     break  # older than the history kept
