@@ -336,11 +336,11 @@ class Service:
         except Exception:  # noqa: BLE001 - as /readyz: a failing check means "not ready"
             ready = False
         problems = dict(health.problems)
-        if not health.connected and "connect" not in problems:
-            problems["connect"] = "connecting to the broker"
+        reason = "; ".join(f"{k}: {v}" for k, v in problems.items())
+        if not ready and not reason:
+            reason = "not connected yet" if not health.connected else "not ready"
         return {
-            "health": {"ready": ready, "problems": problems,
-                       "reason": "; ".join(f"{k}: {v}" for k, v in problems.items())},
+            "health": {"ready": ready, "problems": problems, "reason": reason},
             "records": s.records, "dead_letters": s.dead_letters, "anomalies": s.anomalies,
             "alerts_firing": s.alerts_firing, "lag": s.lag, "checkpoints": s.checkpoints,
             "partitions": [f"{t}-{p}" for t, p in s.assigned],

@@ -189,3 +189,57 @@ def test_the_page_is_package_data():
     data = tomllib.loads((root / "pyproject.toml").read_text())
     assert "io/*.html" in data["tool"]["setuptools"]["package-data"]["streamgen"]
     assert page_html().startswith(b"<!doctype html>")
+
+
+def _service(*overrides):
+    from streamgen.service import Service
+
+    cfg = apply_overrides(PipelineConfig(), [
+        "kafka.topics=[in]", "kafka.scores_topic=null", "kafka.continuations_topic=null",
+        "kafka.alerts_topic=null", "kafka.dead_letter_topic=null", "metrics.port=0",
+        "model.arch=mlp", "model.hidden=16", *overrides])
+    return Service(cfg, metrics=PrometheusMetrics())
+
+
+def test_the_service_feeds_the_page_and_says_why_it_is_not_ready():
+    """Without a broker: the service's sinks reach the collector, and the page's health is
+    /readyz's answer with the open problems as its reason."""
+    svc = _service("metrics.status_keys=2")
+    svc._start_metrics_server()
+    try:
+        url = svc.metrics_server.url
+        assert svc.status is not None and svc.status.n_keys == 2
+        svc.engine.sinks = svc._make_sinks()
+        msgs = [RawMessage(json.dumps({"key": f"k{i % 3}", "ts": 1_700_000_000 + i,
+                                       "x": float(i % 7)}).encode(), Position("in", 0, i))
+                for i in range(300)]
+        svc._process(msgs)  # the service's own batch step: engine, then the digest
+        svc.health.report()  # as at start-up: no consumer yet
+        snap = json.load(urllib.request.urlopen(f"{url}/status.json"))
+        assert snap["records"] == 300 and len(snap["busiest"]) == 2
+        assert snap["health"] == {"ready": False, "problems": {},
+                                  "reason": "not connected yet"}
+        svc.health.connected = True
+        svc.health.problem("poll", "broker gone")
+        snap = json.load(urllib.request.urlopen(f"{url}/status.json"))
+        assert snap["health"] == {"ready": False, "problems": {"poll": "broker gone"},
+                                  "reason": "poll: broker gone"}
+        with pytest.raises(urllib.error.HTTPError):  # /readyz agrees
+            urllib.request.urlopen(f"{url}/readyz")
+        svc.health.resolved("poll")
+        snap = json.load(urllib.request.urlopen(f"{url}/status.json"))
+        assert snap["health"] == {"ready": True, "problems": {}, "reason": ""}
+    finally:
+        svc.metrics_server.stop()
+
+
+def test_status_page_false_serves_no_page_and_collects_nothing():
+    svc = _service("metrics.status_page=false")
+    svc._start_metrics_server()
+    try:
+        assert svc.status is None
+        assert svc._make_sinks().scores is None
+        with urllib.request.urlopen(f"{svc.metrics_server.url}/") as r:
+            assert r.read() == b"streamgen: /metrics /healthz /readyz\n"
+    finally:
+        svc.metrics_server.stop()
