@@ -37,6 +37,7 @@ from streamgen.batch.dataset import KeyScaler, group_by_key, make_windows, split
 from streamgen.batch.device import cpu_threads
 from streamgen.batch.distributed import dist_from_env
 from streamgen.batch.history import read_history
+from streamgen.batch.kinds import DEFAULT_EPOCHS
 from streamgen.batch.outputs import compute_scores, write_imputed, write_scores, write_synthetic
 from streamgen.batch.quality import mmd_rbf, precision_recall_coverage
 from streamgen.batch.train import TrainConfig, steps_per_epoch, train
@@ -53,7 +54,7 @@ class BackfillOptions:
 
     model: str
     output_dir: Path
-    epochs: int | None = None  # None: 30, or no further training with checkpoint_in
+    epochs: int | None = None  # None: DEFAULT_EPOCHS[model], or none further with checkpoint_in
     val_fraction: float = 0.2
     n_synthetic: int = 256
     max_gap_points: int = 64
@@ -130,7 +131,7 @@ def _backfill(input_path: str | Path, pipe: PipelineConfig, opts: BackfillOption
         length = int(resume["config"]["data"].get("window_length", length))
     epochs = opts.epochs
     if epochs is None:
-        epochs = int(resume["epoch"]) + 1 if resume is not None else 30
+        epochs = int(resume["epoch"]) + 1 if resume is not None else DEFAULT_EPOCHS[opts.model]
     cfg = replace(opts.train, epochs=epochs)
     scaler = KeyScaler.fit(
         series, 1.0 - opts.val_fraction, pipe.normalize.min_std, pipe.normalize.clip

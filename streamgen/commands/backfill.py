@@ -19,7 +19,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from streamgen.batch.kinds import MODEL_KINDS
+from streamgen.batch.kinds import DEFAULT_EPOCHS, DEFAULT_PATIENCE, MODEL_KINDS
 from streamgen.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -28,14 +28,15 @@ if TYPE_CHECKING:
 
 
 def _train_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--epochs", type=int, help="total epochs (default 30; with --checkpoint-in: "
-                   "the checkpoint's, i.e. no further training)")  # fmt: skip
+    p.add_argument("--epochs", type=int, help="total epochs (default 100; "
+                   "with --checkpoint-in: the checkpoint's, i.e. no further training)")  # fmt: skip
     p.add_argument("--steps-per-epoch", type=int, metavar="N",
                    help="batches per epoch, drawn at random (default: a full pass capped at "
-                   "60 for vae, 30 for gan; 0: a full pass over every window)")  # fmt: skip
+                   "30; 0: a full pass over every window)")  # fmt: skip
     p.add_argument("--batch-size", type=int, help="windows per step (default model.train_batch)")
     p.add_argument("--lr", type=float, help="learning rate (default model.lr)")
-    p.add_argument("--patience", type=int, default=10, help="early-stopping patience (epochs)")
+    p.add_argument("--patience", type=int, default=None,
+                   help="early-stopping patience in epochs (default 20 for gan, 10 for vae)")
     p.add_argument("--max-seconds", type=float,
                    help="stop training after this much time (checked after every step)")  # fmt: skip
     p.add_argument("--seed", type=int, help="random seed (default model.seed)")
@@ -85,8 +86,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _train_config(args: argparse.Namespace, m: ModelConfig) -> TrainConfig:
+    """CLI flags over the pipeline's ``model`` section (defaults → pipeline → CLI); the
+    epochs and patience default by model kind (:mod:`streamgen.batch.kinds`)."""
     from streamgen.batch.train import TrainConfig
-    """CLI flags over the pipeline's ``model`` section (defaults → pipeline → CLI)."""
+
+    kind = getattr(args, "model", None) or "vae"
     for name in ("epochs", "batch_size", "patience", "max_seconds"):
         v = getattr(args, name, None)
         if v is not None and v <= 0 and not (name == "epochs" and v == 0):
@@ -95,10 +99,10 @@ def _train_config(args: argparse.Namespace, m: ModelConfig) -> TrainConfig:
     if spe is not None and spe < 0:
         raise ConfigError(f"--steps-per-epoch: must not be negative, got {spe}")
     return TrainConfig(
-        epochs=args.epochs if args.epochs is not None else 30,
+        epochs=args.epochs if args.epochs is not None else DEFAULT_EPOCHS[kind],
         batch_size=args.batch_size or m.train_batch,
         lr=args.lr or m.lr,
-        patience=args.patience,
+        patience=args.patience if args.patience is not None else DEFAULT_PATIENCE[kind],
         grad_clip=m.grad_clip,
         seed=args.seed if args.seed is not None else m.seed,
         device=args.device or m.device,
