@@ -1,7 +1,7 @@
 """Backfill throughput and detection quality: ``streamgen backfill`` as a user runs it.
 
 Writes (or reuses) a labelled synthetic history of ``--keys`` keys × ``--points`` points
-(:mod:`streamgen.synthetic`, seeded anomalies of seven kinds, ``is_anomaly`` labels), runs
+(:mod:`streamgen.bench.synthetic`, seeded anomalies of seven kinds, ``is_anomaly`` labels), runs
 ``streamgen backfill INPUT --model vae|gan --output-dir DIR`` as a subprocess with default
 settings (plus ``--extra`` arguments), and reports per run: wall time, the stop reason and
 steps from ``report.json``, the stage timings, and the detection quality of ``scores.csv``
@@ -70,7 +70,7 @@ def detection_quality(scores_csv: Path, input_csv: Path) -> dict[str, float | No
 
 def make_history(path: Path, keys: int, points: int, seed: int) -> Path:
     if not path.exists():
-        from streamgen.synthetic import write_stream
+        from streamgen.bench.synthetic import write_stream
 
         write_stream(path, n_keys=keys, n_points=points, seed=seed)
     return path

@@ -9,7 +9,7 @@ Usage::
     python benchmarks/bench_detection.py --seeds 5 --seed 10 --markdown table.md
     python benchmarks/bench_detection.py --set model.arch=mlp   # the MLP architecture
 
-Same as ``streamgen bench``; the logic lives in :mod:`streamgen.benchsuite`.
+Same as ``streamgen bench``; the logic lives in :mod:`streamgen.bench.suite`.
 """
 
 from __future__ import annotations

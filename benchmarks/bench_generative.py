@@ -1,7 +1,7 @@
 """Generative benchmark: the batch GAN and VAE (``streamgen backfill``'s defaults) judged
 by ``evaluate-generated``'s metrics on TimeGAN's sines and two real multichannel recordings.
 
-Runs :func:`streamgen.benchgen.run_generative_suite` (the code ``streamgen bench --suite
+Runs :func:`streamgen.bench.generative.run_generative_suite` (the code ``streamgen bench --suite
 generative`` runs too) and prints one markdown table: per data set and model, mean ± sample
 std over seeds of TimeGAN's discriminative score (its own 1-layer judge), the stronger
 discriminator (2-layer GRU of 16 units), the predictive score (train on synthetic, test on
@@ -9,7 +9,7 @@ real) next to the same model trained on real windows, k-NN precision/recall/cove
 and the training time; the published sines figures (TimeGAN 0.011, Diffusion-TS 0.006); and
 issue #17's targets, met or not.
 
-Protocol (see :mod:`streamgen.benchgen` for the details):
+Protocol (see :mod:`streamgen.bench.generative` for the details):
 
 * windows of 24 steps (TimeGAN's length) on every data set, in raw units;
 * ``sines``: 2,000 independent sequences of 5 channels per seed (``evaluate-generated``'s
@@ -51,7 +51,7 @@ from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
-    from streamgen import benchgen
+    from streamgen.bench import generative as benchgen
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])

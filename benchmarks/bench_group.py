@@ -1,6 +1,6 @@
 """Detection quality of a consumer group that merges its model against a single member.
 
-Each quick-suite stream (``streamgen.benchsuite``) is scored twice through the engine:
+Each quick-suite stream (``streamgen.bench.suite``) is scored twice through the engine:
 
 * **single**: one engine takes every key, as one member owning every partition does;
 * **split**: the keys are dealt to ``--members`` engines (key ``k`` to member ``k % M``, as
@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from streamgen.benchsuite import make_suite
+from streamgen.bench.suite import make_suite
 from streamgen.config import PipelineConfig, apply_overrides
 from streamgen.core.engine import Engine, Sinks
 from streamgen.core.ports import RawMessage

@@ -1,6 +1,6 @@
 """``streamgen score`` as a whole process against River HalfSpaceTrees, in one run.
 
-The labelled one-channel streams of the quick benchmark suite (``streamgen.benchsuite``,
+The labelled one-channel streams of the quick benchmark suite (``streamgen.bench.suite``,
 seed ``--seed``: spikes, level shifts, frequency changes, noise bursts, drift, flat lines,
 seasonality and a 24-key stream; 58.8k rows over 52 keys) are written to one CSV file, keys
 prefixed by their stream. Then, in this order:
@@ -10,7 +10,7 @@ prefixed by their stream. Then, in this order:
    (start-up, reading, decoding, scoring, learning, writing), the same process on a 10-row
    file (start-up alone), and the rate with and without that start-up;
 2. River ``HalfSpaceTrees`` (per key, on min-max scaled values, River's recommendation) in
-   this process on the same rows: score then learn each point, as ``streamgen.benchsuite``
+   this process on the same rows: score then learn each point, as ``streamgen.bench.suite``
    runs it;
 
 and the detection quality of each over every row (PR-AUC and ROC-AUC of the score against
@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from streamgen.benchsuite import make_suite
+from streamgen.bench.suite import make_suite
 from streamgen.evaluation.detection import average_precision, roc_auc
 
 

@@ -10,7 +10,7 @@ pytest_plugins = ["tests.kafka_fixtures"]
 @pytest.fixture
 def stream_file(tmp_path):
     """Factory: write a synthetic labelled stream and return its path."""
-    from streamgen.synthetic import write_stream
+    from streamgen.bench.synthetic import write_stream
 
     def make(name: str = "stream.csv", **kwargs: object):
         path = tmp_path / name

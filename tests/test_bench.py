@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from streamgen import benchsuite
+from streamgen.bench import suite as benchsuite
 from streamgen.models.registry import MODEL_NAMES
 
 

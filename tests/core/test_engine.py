@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from streamgen.bench.synthetic import make_stream
 from streamgen.config import PipelineConfig, apply_overrides
 from streamgen.core import checkpoint
 from streamgen.core.engine import Engine, Sinks
@@ -14,7 +15,6 @@ from streamgen.core.ports import Metrics, RawMessage
 from streamgen.io.files import ListSink
 from streamgen.models.registry import MODEL_NAMES
 from streamgen.records import Position
-from streamgen.synthetic import make_stream
 
 SMALL = ["model.hidden=16", "model.latent=4", "window.length=16", "model.horizon=4",
          "model.warmup_steps=5", "calibrate.warmup_windows=10"]

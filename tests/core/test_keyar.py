@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 
+from streamgen.bench.synthetic import make_stream
 from streamgen.config import PipelineConfig, apply_overrides
 from streamgen.core import checkpoint
 from streamgen.core.engine import Engine, Sinks
@@ -15,7 +16,6 @@ from streamgen.core.keyar import KeyAR
 from streamgen.core.ports import RawMessage
 from streamgen.io.files import ListSink
 from streamgen.records import Position
-from streamgen.synthetic import make_stream
 
 
 def _spans(x: np.ndarray, n: int) -> np.ndarray:

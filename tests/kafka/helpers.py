@@ -20,7 +20,7 @@ import pytest
 import yaml
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from streamgen.synthetic import make_stream
+from streamgen.bench.synthetic import make_stream
 
 ROOT = Path(__file__).resolve().parents[2]
 

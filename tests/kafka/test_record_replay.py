@@ -10,9 +10,9 @@ from collections import defaultdict
 
 import pytest
 
+from streamgen.bench.synthetic import write_stream
 from streamgen.cli import main
 from streamgen.commands.record import read_lines
-from streamgen.synthetic import write_stream
 
 pytestmark = pytest.mark.kafka
 

@@ -214,9 +214,9 @@ def test_broker_restart_recovers(s3_broker, tmp_path):
 def test_init_from_warm_starts_only_without_a_checkpoint(tmp_path):
     """``--init-from`` loads model weights when checkpoint.dir has no model yet; a model in
     checkpoint.dir (a restart) wins over it."""
+    from streamgen.bench.synthetic import write_stream
     from streamgen.cli import main
     from streamgen.core import checkpoint
-    from streamgen.synthetic import write_stream
 
     data = tmp_path / "hist.csv"
     write_stream(data, n_keys=2, n_points=300, seed=1)

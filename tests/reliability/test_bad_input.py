@@ -11,12 +11,12 @@ import sys
 import numpy as np
 import pytest
 
+from streamgen.bench.synthetic import make_stream
 from streamgen.config import PipelineConfig, apply_overrides
 from streamgen.core.engine import Engine, Sinks
 from streamgen.core.ports import RawMessage
 from streamgen.io.files import ListSink
 from streamgen.records import Position
-from streamgen.synthetic import make_stream
 
 pytestmark = pytest.mark.reliability
 

@@ -20,6 +20,7 @@ HALF = 256
 
 
 def main(out: str) -> None:
+    from streamgen.bench.synthetic import make_stream
     from streamgen.config import PipelineConfig, apply_overrides
     from streamgen.core import checkpoint
     from streamgen.core.engine import Engine, Sinks
@@ -27,7 +28,6 @@ def main(out: str) -> None:
     from streamgen.io.files import ListSink
     from streamgen.records import Position
     from streamgen.service import PartitionCheckpoints
-    from streamgen.synthetic import make_stream
 
     cfg = apply_overrides(PipelineConfig(), SMALL)
     rows = make_stream(n_keys=2, n_points=300, seed=4)

@@ -1,6 +1,6 @@
 """Detection benchmark on real labelled series (``streamgen bench --suite real``).
 
-Every series of :mod:`streamgen.realdata` is one key, judged on **every row from its first
+Every series of :mod:`streamgen.bench.realdata` is one key, judged on **every row from its first
 point on**: a detector's per-row score is ranked over the whole series, cold start included,
 exactly as a user ranks the ``score`` column of ``streamgen score``. Reported per series, per
 domain and overall, mean ± std over seeds:
@@ -15,7 +15,7 @@ Baselines, run in the same process on the same series:
 
 * ``random``: uniform scores (seeded), the floor;
 * ``hst``, ``rolling_z``, ``diff``: River HalfSpaceTrees, rolling z-score and ``|x_t - x_{t-1}|``
-  from :mod:`streamgen.benchsuite`, online like streamgen;
+  from :mod:`streamgen.bench.suite`, online like streamgen;
 * ``subpca``: PCA on sliding windows of one period (the "Sub-PCA" detector at the top of the
   TSB-AD univariate leaderboard): each window's Mahalanobis distance under a PCA of *all*
   windows of the series, spread back to points as the mean over the windows that cover them.
@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from streamgen.benchsuite import Stream, _mean, _ms, engine_run, run_baseline
+from streamgen.bench.suite import Stream, _mean, _ms, engine_run, run_baseline
 from streamgen.config import PipelineConfig
 from streamgen.evaluation.detection import average_precision, roc_auc, vus
 from streamgen.evaluation.forecast import estimate_period
@@ -201,7 +201,7 @@ def run_detector(
 
 
 def _baseline_scores(det: str, s: Stream, seed: int) -> np.ndarray:
-    from streamgen import benchsuite
+    from streamgen.bench import suite as benchsuite
 
     if det == "hst":
         return benchsuite._run_hst(s, seed)[0]
@@ -224,7 +224,7 @@ def run_real_suite(
 ) -> list[RealResult]:
     """Every detector on every real series for seeds ``first_seed ..`` (the series are fixed
     data; the seeds seed the models, HalfSpaceTrees and the random baseline)."""
-    from streamgen.realdata import make_real_suite
+    from streamgen.bench.realdata import make_real_suite
 
     suite = make_real_suite(names)
     out = []

