@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from streamgen.batch import report as rpt
-from streamgen.batch.checkpoint import default_model_args, load_checkpoint
+from streamgen.batch.checkpoint import load_checkpoint, pipeline_model_args
 from streamgen.batch.dataset import KeyScaler, group_by_key, make_windows, split_by_time
 from streamgen.batch.device import cpu_threads
 from streamgen.batch.distributed import dist_from_env
@@ -45,7 +45,6 @@ from streamgen.config import PipelineConfig
 from streamgen.core.jsonsafe import write_json
 from streamgen.errors import ConfigError
 from streamgen.models.online import resolve_device
-from streamgen.models.registry import settings_class
 
 
 @dataclass(frozen=True)
@@ -61,26 +60,6 @@ class BackfillOptions:
     checkpoint_in: Path | None = None
     checkpoint_out: Path | None = None
     train: TrainConfig = TrainConfig()
-
-
-def _model_args(kind: str, n_channels: int, pipe: PipelineConfig) -> dict[str, Any]:
-    m = pipe.model
-    extra: dict[str, Any] = {"hidden": m.hidden, "latent": m.latent, "layers": m.layers}
-    if kind == "vae":
-        # The ELBO settings of the online RVAE: the pipeline's when its model is the RVAE,
-        # else the RVAE's defaults.
-        elbo = m if m.name == "rvae" else settings_class("rvae")()
-        extra |= {
-            "kl_weight": elbo.kl_weight,
-            "kl_anneal_steps": elbo.kl_anneal_steps,
-            "free_bits": elbo.free_bits,
-        }
-    else:
-        # The gradient penalty (a double backward through the critic's GRU) on a quarter of
-        # each batch: a GAN step ~17 % cheaper on one CPU thread (373 vs 447 ms, measured
-        # side by side on the loaded 2-core machine); detection: README, backfill.
-        extra["gp_fraction"] = 0.25
-    return default_model_args(kind, n_channels, **extra)
 
 
 class _Stages:
@@ -143,7 +122,7 @@ def _backfill(input_path: str | Path, pipe: PipelineConfig, opts: BackfillOption
     data_state = {"window_length": length, "channels": hist.channels, "scaler": scaler.state()}
     result = train(
         opts.model,
-        _model_args(opts.model, n_ch, pipe),
+        pipeline_model_args(opts.model, n_ch, pipe),
         windows.x[tr],
         windows.x[va],
         cfg,

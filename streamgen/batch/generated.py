@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from streamgen.batch.checkpoint import default_model_args
+from streamgen.batch.checkpoint import pipeline_model_args
 from streamgen.batch.dataset import KeyScaler, group_by_key, make_windows
 from streamgen.batch.history import read_history
 from streamgen.batch.quality import evaluate_quality
@@ -141,10 +141,7 @@ def evaluate_generated(
     info: dict[str, Any] = {}
     if args.model is not None:
         real = load_windows(args.input, args, pipe)
-        m = pipe.model
-        model_args = default_model_args(
-            args.model, real.shape[2], hidden=m.hidden, latent=m.latent, layers=m.layers
-        )
+        model_args = pipeline_model_args(args.model, real.shape[2], pipe)
         synth, info = generate(args.model, real, cfg, model_args)
     else:
         synth = load_windows(args.synthetic, args, pipe)

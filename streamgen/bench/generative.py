@@ -205,7 +205,7 @@ def backfill_settings(
 ) -> tuple[Any, dict[str, Any]]:
     """``(TrainConfig, model_args)`` that ``streamgen backfill --model KIND --seed SEED``
     uses with every other option at its default (parsed by backfill's own parser)."""
-    from streamgen.batch.backfill import _model_args
+    from streamgen.batch.checkpoint import pipeline_model_args
     from streamgen.cli import build_parser
     from streamgen.commands.backfill import _train_config
 
@@ -213,7 +213,7 @@ def backfill_settings(
     argv = ["backfill", "-", "--model", kind, "--output-dir", "-", "--no-progress",
             "--seed", str(seed)]  # fmt: skip
     args = build_parser("backfill").parse_args(argv)
-    return _train_config(args, pipe.model), _model_args(kind, n_channels, pipe)
+    return _train_config(args, pipe.model), pipeline_model_args(kind, n_channels, pipe)
 
 
 def run_one(
