@@ -26,15 +26,16 @@ Protocol (see :mod:`streamgen.bench.generative` for the details):
   file: a student project, UEA multivariate classification archive; aeon's licence is
   BSD-3-Clause and it states no separate data licence (the UCR/UEA archive is free for
   research use);
-* training: ``streamgen backfill``'s defaults, parsed by its own parser (30 epochs, at most
-  60 (VAE) / 30 (GAN) batches of 64 per epoch, patience 10, one torch thread), on a random
+* training: ``streamgen backfill``'s defaults, parsed by its own parser (VAE: 30 epochs of at
+  most 60 batches of 64, patience 10; GAN: 100 epochs of at most 30, patience 20; one torch
+  thread), on a random
   80 % of the windows (the rest for early stopping), as ``evaluate-generated --model`` does;
   as many windows sampled as there are real ones, compared with all of them;
 * post-hoc models: 2,000 iterations each (``evaluate-generated``'s default), one thread.
 
 Usage::
 
-    # the README table: 3 seeds, every data set and model (~35 min on a loaded 2-core machine)
+    # the README table: 3 seeds, every data set and model (~50 min on a loaded 2-core machine)
     nice -n 10 .venv/bin/python benchmarks/bench_generative.py --seeds 0 1 2 --json gen.json
     # a quick look: sines only, one seed, 500 post-hoc iterations
     .venv/bin/python benchmarks/bench_generative.py --datasets sines --iterations 500

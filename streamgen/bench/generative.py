@@ -13,9 +13,10 @@ For each data set, model and seed, :func:`run_one`
    (:func:`streamgen.batch.generated.generate`: global z-scoring, a random 80/20 split of the
    windows for early stopping, as many windows sampled as there are real ones), but with the
    model arguments and training settings of ``streamgen backfill`` left at its defaults
-   (:func:`backfill_settings`: 30 epochs of at most 60 (VAE) / 30 (GAN) batches of 64,
-   patience 10, learning rate ``model.lr``, the GAN's gradient penalty on a quarter of the
-   batch, the VAE's KL annealing and free bits; one torch thread);
+   (:func:`backfill_settings`: VAE 30 epochs of at most 60 batches of 64, patience 10; GAN
+   100 epochs of at most 30, patience 20; learning rate ``model.lr``, the GAN's gradient
+   penalty on a quarter of the batch, the VAE's KL annealing and free bits; one torch
+   thread);
 3. scores the samples against *all* real windows with
    :func:`streamgen.batch.quality.evaluate_quality` (``evaluate-generated``'s metrics and its
    defaults: 2,000 iterations for each post-hoc GRU): TimeGAN's discriminative score (its own
