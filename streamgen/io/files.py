@@ -19,6 +19,7 @@ from typing import IO, Any
 
 import numpy as np
 
+from streamgen.core.jsonsafe import json_safe
 from streamgen.core.ports import RawMessage, Unreadable
 from streamgen.errors import ConfigError, SinkError
 from streamgen.records import Position
@@ -316,7 +317,11 @@ class FileSink:
     def add(self, row: Mapping[str, object]) -> None:
         try:
             if self.format == "jsonl":
-                self._fh.write(json.dumps(row, default=_json_default) + "\n")
+                try:
+                    text = json.dumps(row, default=_json_default, allow_nan=False)
+                except ValueError:  # a non-finite float: null, as strict JSON has it
+                    text = json.dumps(json_safe(row), default=_json_default)
+                self._fh.write(text + "\n")
             else:
                 if self._writer is None:
                     self.columns = self.columns or list(row.keys())
