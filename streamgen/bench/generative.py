@@ -71,6 +71,7 @@ from typing import Any
 
 import numpy as np
 
+from streamgen.bench.realdata import parse_ts, pkg_file
 from streamgen.config import PipelineConfig
 
 MODELS = ("gan", "vae")
@@ -136,13 +137,7 @@ def available() -> tuple[bool, str]:
 
 def _aeon_file(rel: str) -> Path:
     """A data file inside the installed ``aeon`` package (found, never imported)."""
-    spec = importlib.util.find_spec("aeon")
-    if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError(available()[1])
-    path = Path(next(iter(spec.submodule_search_locations))) / rel
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: this aeon version does not ship it")
-    return path
+    return pkg_file("aeon", rel)
 
 
 def _daphnet() -> list[np.ndarray]:
@@ -151,26 +146,10 @@ def _daphnet() -> list[np.ndarray]:
     return [data[:, 1:10]]  # timestamp, 9 channels, is_anomaly
 
 
-def _parse_ts(path: Path) -> list[np.ndarray]:
-    """Instances ``(L, C)`` of an equal-length UCR/UEA ``.ts`` file (``c1:c2:...:label``)."""
-    out: list[np.ndarray] = []
-    in_data = False
-    for raw in path.read_text().splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        if not in_data:
-            in_data = line.lower() == "@data"
-            continue
-        *chans, _ = line.split(":")
-        out.append(np.stack([np.array(c.split(","), dtype=np.float64) for c in chans], axis=1))
-    return out
-
-
 def _basicmotions() -> list[np.ndarray]:
     keys: list[np.ndarray] = []
     for part in ("TRAIN", "TEST"):
-        keys += _parse_ts(_aeon_file(f"datasets/data/BasicMotions/BasicMotions_{part}.ts"))
+        keys += parse_ts(_aeon_file(f"datasets/data/BasicMotions/BasicMotions_{part}.ts"))[0]
     return keys
 
 

