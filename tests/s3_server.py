@@ -21,7 +21,13 @@ from pathlib import Path
 from typing import Self
 
 from streamgen.errors import SourceError
-from streamgen.localbroker import LOOPBACK, ChildProcess, free_port, is_executable
+from streamgen.localbroker import (
+    LOOPBACK,
+    ChildProcess,
+    binary_from_env,
+    free_port,
+    is_executable,
+)
 
 ENV_WEED_BIN = "STREAMGEN_WEED_BIN"
 """Environment variable that overrides the path of the SeaweedFS ``weed`` binary."""
@@ -47,15 +53,9 @@ def find_weed_binary() -> Path:
     SourceError
         If no ``weed`` binary is found; the message says how to install it.
     """
-    override = os.environ.get(ENV_WEED_BIN)
-    if override:
-        path = Path(override).expanduser()
-        if not is_executable(path):
-            raise SourceError(
-                f"{ENV_WEED_BIN}={override!r} is not an executable file; point it at a SeaweedFS "
-                "`weed` binary or unset it"
-            )
-        return path
+    override = binary_from_env(ENV_WEED_BIN, "a SeaweedFS `weed` binary or unset it")
+    if override is not None:
+        return override
     exe = "weed.exe" if sys.platform == "win32" else "weed"
     candidates: list[Path] = [Path(sys.executable).parent / exe]
     schemes = [sysconfig.get_default_scheme(), f"{os.name}_user"]
