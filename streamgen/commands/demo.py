@@ -121,26 +121,6 @@ class _Collector:
         self.fh.close()
 
 
-class _JsonlGz:
-    """Tee sink: rows to a gzip-compressed JSONL file (continuations, for the evaluation)."""
-
-    def __init__(self, path: Path) -> None:
-        import gzip
-
-        self.fh = gzip.open(path, "wt", encoding="utf-8")
-
-    def add(self, row: Mapping[str, Any]) -> None:
-        from streamgen.io.kafka import encode_row
-
-        self.fh.write(encode_row(row).decode() + "\n")
-
-    def flush(self) -> None:
-        self.fh.flush()
-
-    def close(self) -> None:
-        self.fh.close()
-
-
 class _AlertPrinter:
     """Tee sink for alert rows: prints each as it fires or resolves, keeps them for the report."""
 
@@ -283,6 +263,7 @@ def _interrupt(signum: int, frame: object) -> None:
 
 def _run(args: argparse.Namespace, out: Any, report: Path) -> int:
     from streamgen.core.engine import Sinks
+    from streamgen.io.files import FileSink
     from streamgen.io.metrics import PrometheusMetrics
     from streamgen.localbroker import LocalBroker, create_topic
     from streamgen.service import Service
@@ -300,7 +281,7 @@ def _run(args: argparse.Namespace, out: Any, report: Path) -> int:
                 create_topic(broker.bootstrap, topic, 3)
         collector = _Collector(report / "scores.jsonl")
         alerts = _AlertPrinter(report / "alerts.jsonl", out)
-        conts = _JsonlGz(report / CONTINUATIONS)
+        conts = FileSink(report / CONTINUATIONS)  # gzip-compressed JSONL, by its name
         metrics = PrometheusMetrics()
         service = Service(cfg, metrics=metrics, kafka_options=DEMO_GROUP_OPTIONS,
                           tee=Sinks(scores=collector, alerts=alerts, continuations=conts))
