@@ -29,7 +29,13 @@ import yaml
 from pydantic import BaseModel, Discriminator, Field, Tag, ValidationError, model_validator
 
 from streamgen.errors import ConfigError
-from streamgen.models.registry import DEFAULT_MODEL, MODEL_NAMES, settings_class, settings_classes
+from streamgen.models.registry import (
+    DEFAULT_MODEL,
+    MODEL_NAMES,
+    settings_class,
+    settings_classes,
+    unknown_model,
+)
 from streamgen.models.settings import ModelConfig
 from streamgen.models.settings import Settings as _Frozen
 
@@ -304,7 +310,7 @@ def _format_error(exc: ValidationError, via_set: bool = False) -> str:
     where = ".".join(loc) or "pipeline"
     kind = err["type"]
     if kind == "unknown_model":
-        return _unknown_model(_model_name(err.get("input")))
+        return unknown_model(_model_name(err.get("input")))
     if kind == "extra_forbidden":
         return _unknown_setting(where, list(loc), model_name)
     msg = err["msg"]
@@ -316,12 +322,6 @@ def _format_error(exc: ValidationError, via_set: bool = False) -> str:
         if close:
             msg += f" (did you mean {close[0]!r}?)"
     return f"{where}: {msg}"
-
-
-def _unknown_model(name: str) -> str:
-    close = difflib.get_close_matches(name, MODEL_NAMES, n=1, cutoff=0.6)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return f"model.name: unknown model {name!r}{hint}; models: {', '.join(MODEL_NAMES)}"
 
 
 # Examples of the list and map settings for error messages (others get a generic one).
@@ -466,7 +466,7 @@ def apply_overrides(cfg: PipelineConfig, overrides: list[str]) -> PipelineConfig
         if dotted.strip() == "model.name":
             model_name = str(yaml.safe_load(raw) if raw.strip() else raw)
     if model_name not in MODEL_NAMES:
-        raise ConfigError(_unknown_model(model_name))
+        raise ConfigError(unknown_model(model_name))
     set_in_model: set[str] = set()
     for item in overrides:
         if "=" not in item:

@@ -15,6 +15,7 @@ This module imports neither torch nor pydantic (the command-line parsers read
 
 from __future__ import annotations
 
+import difflib
 import importlib
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
@@ -34,14 +35,19 @@ MODEL_NAMES: tuple[str, ...] = tuple(MODELS)
 DEFAULT_MODEL: str = MODEL_NAMES[0]
 
 
+def unknown_model(name: str) -> str:
+    """The error message for a model name not in :data:`MODELS`, with the closest one."""
+    close = difflib.get_close_matches(name, MODEL_NAMES, n=1, cutoff=0.6)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"model.name: unknown model {name!r}{hint}; models: {', '.join(MODEL_NAMES)}"
+
+
 def model_module(name: str) -> ModuleType:
     """The module of model ``name`` (ConfigError naming the known models otherwise)."""
     try:
         path = MODELS[name][0]
     except KeyError:
-        raise ConfigError(
-            f"model.name: unknown model {name!r}; models: {', '.join(MODEL_NAMES)}"
-        ) from None
+        raise ConfigError(unknown_model(name)) from None
     return importlib.import_module(path)
 
 
