@@ -20,9 +20,10 @@ def test_backfill_settings_are_backfills_defaults():
     cfg, args = benchgen.backfill_settings("gan", 3, seed=4)
     assert (cfg.epochs, cfg.batch_size, cfg.patience, cfg.seed) == (100, 64, 20, 4)
     assert cfg.steps_per_epoch is None and cfg.cpu_threads == 1
+    assert cfg.min_steps == 3000  # 100 epochs of 30 batches, however short the history
     assert args["n_channels"] == 3 and args["gp_fraction"] == 0.25
     vae_cfg, vae = benchgen.backfill_settings("vae", 3, seed=0)
-    assert (vae_cfg.epochs, vae_cfg.patience) == (30, 10)
+    assert (vae_cfg.epochs, vae_cfg.patience, vae_cfg.min_steps) == (30, 10, 1800)
     assert vae["free_bits"] == 0.1 and vae["kl_anneal_steps"] == 500
 
 

@@ -111,7 +111,9 @@ def _backfill(input_path: str | Path, pipe: PipelineConfig, opts: BackfillOption
     epochs = opts.epochs
     if epochs is None:
         epochs = int(resume["epoch"]) + 1 if resume is not None else DEFAULT_EPOCHS[opts.model]
-    cfg = replace(opts.train, epochs=epochs)
+    # A checkpoint given without --epochs trains no further: no step budget either.
+    cfg = replace(opts.train, epochs=epochs,
+                  min_steps=opts.train.min_steps if resume is None else 0)
     scaler = KeyScaler.fit(
         series, 1.0 - opts.val_fraction, pipe.normalize.min_std, pipe.normalize.clip
     )
@@ -167,6 +169,7 @@ def _backfill(input_path: str | Path, pipe: PipelineConfig, opts: BackfillOption
             "steps": result.steps,
             "steps_per_epoch": steps_per_epoch(opts.model, per_rank, cfg),
             "batch_size": cfg.batch_size,
+            "min_steps": cfg.min_steps,
             "seconds": round(result.seconds, 3),
             "max_seconds": cfg.max_seconds,
             "history": result.history,

@@ -37,7 +37,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +85,9 @@ class TrainConfig:
     val_windows: int = 2048  # VAE: held-out windows (a fixed random subset) per validation
     cpu_threads: int = 1  # torch threads on CPU while training; 0 = torch's default
     progress_interval: float = 5.0  # seconds between plain progress lines
+    # At least this many batches in all: on a history too short to fill an epoch's cap,
+    # epochs (and patience, in proportion) grow until they do. 0 = epochs as given.
+    min_steps: int = 0
 
 
 # Default cap on batches per epoch. With the default epochs (streamgen.batch.kinds: VAE 30,
@@ -116,6 +119,22 @@ def steps_per_epoch(kind: str, n_windows: int, cfg: TrainConfig) -> int:
     if cap is None:
         cap = AUTO_STEPS_PER_EPOCH.get(kind, 0)
     return min(full, cap) if cap > 0 else full
+
+
+def step_budget(cfg: TrainConfig, n_steps: int) -> TrainConfig:
+    """``cfg`` with epochs raised to reach ``cfg.min_steps`` batches of ``n_steps`` per epoch,
+    and patience raised in the same proportion (it stays the same share of training).
+
+    >>> c = step_budget(TrainConfig(epochs=30, patience=10, min_steps=1800), 25)
+    >>> c.epochs, c.patience
+    (72, 24)
+    >>> step_budget(c, 60) == c  # already enough (epochs never drop)
+    True
+    """
+    if cfg.min_steps <= 0 or cfg.epochs <= 0 or cfg.epochs * n_steps >= cfg.min_steps:
+        return cfg
+    epochs = math.ceil(cfg.min_steps / max(n_steps, 1))
+    return replace(cfg, epochs=epochs, patience=math.ceil(cfg.patience * epochs / cfg.epochs))
 
 
 def _clock(seconds: float) -> str:
@@ -359,6 +378,7 @@ def _train(
     val = val.to(device)
     per_rank = math.ceil(len(data) / ctx.world_size) if ctx.enabled else len(data)
     n_steps = steps_per_epoch(kind, per_rank, cfg)
+    cfg = step_budget(cfg, n_steps)
     stepper = _Stepper(kind, model, opts, cfg, ctx, device)
     progress = _Progress(kind, cfg, cfg.progress and ctx.is_main,
                          max(cfg.epochs - start, 0) * n_steps)  # fmt: skip

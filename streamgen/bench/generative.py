@@ -217,7 +217,10 @@ def run_one(
 
     real = load_windows(dataset, seq_len, n_sines, seed)
     cfg, model_args = backfill_settings(kind, real.shape[2], seed, pipe)
-    cfg = replace(cfg, progress=False, **(train_overrides or {}))
+    overrides = dict(train_overrides or {})
+    if "epochs" in overrides:  # epochs given: that many, as `backfill --epochs` trains
+        overrides.setdefault("min_steps", 0)
+    cfg = replace(cfg, progress=False, **overrides)
     synth, info = generate(kind, real, cfg, model_args)
     t0 = time.monotonic()
     with cpu_threads(cfg.cpu_threads):  # the post-hoc GRUs on as many threads as training

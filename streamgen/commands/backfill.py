@@ -88,7 +88,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _train_config(args: argparse.Namespace, m: ModelConfig) -> TrainConfig:
     """CLI flags over the pipeline's ``model`` section (defaults → pipeline → CLI); the
     epochs and patience default by model kind (:mod:`streamgen.batch.kinds`)."""
-    from streamgen.batch.train import TrainConfig
+    from streamgen.batch.train import AUTO_STEPS_PER_EPOCH, TrainConfig
 
     kind = getattr(args, "model", None) or "vae"
     for name in ("epochs", "batch_size", "patience", "max_seconds"):
@@ -110,6 +110,9 @@ def _train_config(args: argparse.Namespace, m: ModelConfig) -> TrainConfig:
         progress=True if args.progress is None else args.progress,
         steps_per_epoch=spe,
         cpu_threads=m.cpu_threads,
+        # Default epochs: as many batches as a long history trains, however short this one.
+        min_steps=(DEFAULT_EPOCHS[kind] * AUTO_STEPS_PER_EPOCH[kind]
+                   if args.epochs is None else 0),
     )
 
 

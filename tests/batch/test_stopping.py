@@ -43,6 +43,18 @@ def test_steps_per_epoch_and_stop_reason_epochs(data):
     assert res.steps == 6 and res.epochs_run == 3 and len(res.history) == 3
 
 
+def test_min_steps_lengthens_training_on_a_short_history(data):
+    # 64 windows at batch 8 are 8 batches an epoch: 2 epochs would be 16 batches; a budget
+    # of 40 makes it 5 epochs (patience grows in proportion, so it does not stop sooner).
+    cfg = TrainConfig(epochs=2, batch_size=8, patience=1, min_steps=40, progress=False,
+                      device="cpu")
+    res = train("vae", default_model_args("vae", 2, **TINY), *data, cfg)
+    assert res.steps == 40 and res.epochs_run == 5 and res.stop_reason == "epochs"
+    # A long enough history is not trained longer than its epochs.
+    cfg = TrainConfig(epochs=2, batch_size=8, min_steps=10, progress=False, device="cpu")
+    assert train("vae", default_model_args("vae", 2, **TINY), *data, cfg).steps == 16
+
+
 def test_early_stopping_reason(data):
     cfg = TrainConfig(epochs=50, batch_size=64, lr=0.0, patience=1, progress=False)
     res = train("vae", default_model_args("vae", 2, **TINY), *data, cfg)
