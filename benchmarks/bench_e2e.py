@@ -12,7 +12,7 @@ Three measurements in one run, on one broker (a local Tansu by default):
    field, wall clock) to its score row being readable on the scores topic. A rate above the
    service's capacity makes the lag, and so the latency, grow for as long as the run lasts:
    those rows are reported as such (with the share of records scored by the end of the drain).
-   Beside it, a plain consumer of the load topic (in this process) gives the latency of one
+   Beside it, a plain consumer of the load topic (another process) gives the latency of one
    hop through the broker for the same records at the same time: the floor under the
    service's two hops. (The local Tansu's in-memory topics get slower to fetch from as they
    grow: that hop's p99 rose from ~20 ms to ~120 ms over 60 s at 5,000 records/s.)
@@ -102,25 +102,63 @@ def produce(bootstrap: str, topic: str, n: int, rate: float | None = None,
     return sent
 
 
+# A plain kafka-python consumer of the load topic in its own process (the GIL of this one
+# is busy producing and reading scores): on a line from stdin (t0) it stops and prints the
+# latency percentiles, in ms, of the records produced at or after t0.
+_HOP_READER = r"""
+import json, sys, threading, time
+import numpy as np
+from kafka import KafkaConsumer, TopicPartition
+bootstrap, topic = sys.argv[1], sys.argv[2]
+c = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                  auto_offset_reset="earliest", fetch_max_wait_ms=10)
+parts = None
+while not parts:
+    parts = c.partitions_for_topic(topic)
+    time.sleep(0.05)
+c.assign([TopicPartition(topic, p) for p in parts])
+t0 = []
+threading.Thread(target=lambda: t0.append(float(sys.stdin.readline())), daemon=True).start()
+seen = []
+while not t0:
+    batch = c.poll(timeout_ms=50, max_records=10_000)
+    now = time.time()
+    seen += [(json.loads(r.value)["ts"], now) for rs in batch.values() for r in rs]
+lat = np.array([now - ts for ts, now in seen if ts >= t0[0]]) * 1000.0
+print(json.dumps({"p50": float(np.percentile(lat, 50)) if len(lat) else None,
+                  "p99": float(np.percentile(lat, 99)) if len(lat) else None}))
+"""
+
+
+def start_hop_reader(bootstrap: str, topic: str) -> subprocess.Popen[str]:
+    """The broker's one-hop latency on ``topic``, measured by another process (see
+    :func:`hop_latency`)."""
+    return subprocess.Popen([sys.executable, "-c", _HOP_READER, bootstrap, topic],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+
+def hop_latency(proc: subprocess.Popen[str], t0: float) -> dict[str, float | None]:
+    """Stop the hop reader; p50/p99 ms of the records produced at or after ``t0``."""
+    try:
+        out, _ = proc.communicate(f"{t0}\n", timeout=60)
+        return dict(json.loads(out.strip().splitlines()[-1]))
+    except (subprocess.TimeoutExpired, ValueError, IndexError):
+        proc.kill()
+        return {"p50": None, "p99": None}
+
+
 class ScoreReader(threading.Thread):
-    """Reads the scores topic from the start; notes when each row became readable.
+    """Reads the scores topic from the start; notes when each row became readable."""
 
-    ``inputs=True`` reads the load topic itself (records with a ``ts`` field in seconds, as
-    :func:`produce` writes them) instead: the latency of one hop through the broker, the
-    floor under the service's two (load → service, scores → reader)."""
-
-    def __init__(self, bootstrap: str, topic: str, inputs: bool = False) -> None:
+    def __init__(self, bootstrap: str, topic: str) -> None:
         super().__init__(daemon=True)
-        self.bootstrap, self.topic, self.inputs = bootstrap, topic, inputs
+        self.bootstrap, self.topic = bootstrap, topic
         self.arrivals: list[tuple[float, float | None]] = []  # (read at, event ts s)
         self.stop_event = threading.Event()
         self.seen: set[tuple[int, int]] = set()
 
-    def _note(self, value: bytes, now: float, partition: int = -1, offset: int = -1) -> None:
+    def _note(self, value: bytes, now: float) -> None:
         row = json.loads(value)
-        if self.inputs:
-            self.arrivals.append((now, row["ts"]))
-            return
         pos = (row["partition"], row["offset"])
         if pos in self.seen:
             return  # a duplicate: latency counts the first arrival
@@ -148,7 +186,7 @@ class ScoreReader(threading.Thread):
                 now = time.time()
                 for records in batch.values():
                     for r in records:
-                        self._note(r.value, now, r.partition, r.offset)
+                        self._note(r.value, now)
         finally:
             consumer.close()
 
@@ -171,7 +209,7 @@ class ScoreReader(threading.Thread):
                 now = time.time()
                 for m in msgs:
                     if m.error() is None:
-                        self._note(m.value(), now, m.partition(), m.offset())
+                        self._note(m.value(), now)
         finally:
             consumer.close()
 
@@ -302,8 +340,8 @@ def bench_latency(bootstrap: str, rate: float, seconds: float, workdir: Path,
     create_topic(bootstrap, scores, 3)
     reader = ScoreReader(bootstrap, scores)
     reader.start()
-    hop = ScoreReader(bootstrap, topic, inputs=True)
-    hop.start()
+    hop = start_hop_reader(bootstrap, topic)
+    t0 = time.time()
     proc = start_service(bootstrap, topic, scores, workdir, overrides, producer)
     try:
         # Offer load only once the service scores: produce a trickle until the first row.
@@ -324,13 +362,11 @@ def bench_latency(bootstrap: str, rate: float, seconds: float, workdir: Path,
         failure = service_failure(proc, workdir)
     finally:
         stop_service(proc)
-        for r in (reader, hop):
-            r.stop_event.set()
-        for r in (reader, hop):
-            r.join(10)
+        reader.stop_event.set()
+        reader.join(10)
+        floor = hop_latency(hop, t0)
     measured = [(t, ts) for t, ts in reader.arrivals if ts is not None and ts >= t0]
     lat = np.array([t - ts for t, ts in measured])
-    hop_lat = np.array([t - ts for t, ts in hop.arrivals if ts is not None and ts >= t0])
     scored = len(measured)
     row: dict[str, Any] = {
         "offered_rate": rate, "seconds": seconds, "sent": sent,
@@ -340,8 +376,8 @@ def bench_latency(bootstrap: str, rate: float, seconds: float, workdir: Path,
         "p99_ms": float(np.percentile(lat, 99) * 1000) if scored else float("nan"),
         "max_ms": float(lat.max() * 1000) if scored else float("nan"),
         # One hop load producer -> broker -> plain consumer, same records, same time.
-        "hop_p50_ms": float(np.percentile(hop_lat, 50) * 1000) if len(hop_lat) else float("nan"),
-        "hop_p99_ms": float(np.percentile(hop_lat, 99) * 1000) if len(hop_lat) else float("nan"),
+        "hop_p50_ms": floor["p50"] if floor["p50"] is not None else float("nan"),
+        "hop_p99_ms": floor["p99"] if floor["p99"] is not None else float("nan"),
         "drain_s": round(drained_at - (t0 + offered_s), 1),
         "service_failure": failure,
     }
