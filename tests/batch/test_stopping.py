@@ -45,8 +45,8 @@ def test_steps_per_epoch_and_stop_reason_epochs(data):
 
 def test_min_steps_lengthens_training_on_a_short_history(data):
     # 64 windows at batch 8 are 8 batches an epoch: 2 epochs would be 16 batches; a budget
-    # of 40 makes it 5 epochs (patience grows in proportion, so it does not stop sooner).
-    cfg = TrainConfig(epochs=2, batch_size=8, patience=1, min_steps=40, progress=False,
+    # of 40 makes it 5 epochs (patience grows in proportion: step_budget's doctest).
+    cfg = TrainConfig(epochs=2, batch_size=8, patience=5, min_steps=40, progress=False,
                       device="cpu")
     res = train("vae", default_model_args("vae", 2, **TINY), *data, cfg)
     assert res.steps == 40 and res.epochs_run == 5 and res.stop_reason == "epochs"
