@@ -110,9 +110,10 @@ def _train_config(args: argparse.Namespace, m: ModelConfig) -> TrainConfig:
         progress=True if args.progress is None else args.progress,
         steps_per_epoch=spe,
         cpu_threads=m.cpu_threads,
-        # Default epochs: as many batches as a long history trains, however short this one.
+        # Default epochs and batches per epoch: as many batches as a long history trains,
+        # however short this one (an explicit --epochs or --steps-per-epoch is taken as is).
         min_steps=(DEFAULT_EPOCHS[kind] * AUTO_STEPS_PER_EPOCH[kind]
-                   if args.epochs is None else 0),
+                   if args.epochs is None and spe is None else 0),
     )
 
 

@@ -124,3 +124,18 @@ def test_evaluate_generated_from_files_and_model(history_csv, tmp_path, capsys):
                     str(bf / "synthetic.csv"), "--seq-len", "24", "--iterations", "5"]) == 2  # fmt: skip
     assert "give --seq-len 16" in capsys.readouterr().err
     assert run_cli(["evaluate-generated", "--real", "sines"]) == 2
+
+
+def test_step_budget_only_for_default_epochs_and_steps():
+    from streamgen.cli import build_parser
+    from streamgen.commands.backfill import _train_config
+    from streamgen.config import PipelineConfig
+
+    def budget(*extra: str) -> int:
+        argv = ["backfill", "h.csv", "--model", "vae", "--output-dir", "o", *extra]
+        return _train_config(build_parser("backfill").parse_args(argv),
+                             PipelineConfig().model).min_steps
+
+    assert budget() == 1800  # 30 epochs x 60 batches: what a long history trains
+    assert budget("--epochs", "5") == 0
+    assert budget("--steps-per-epoch", "3") == 0  # not 600 epochs of 3 batches
