@@ -15,7 +15,7 @@ MODEL_KINDS = ("gan", "vae")
 # sines samples harder to tell apart (stronger discriminator 0.37-0.43 -> 0.12-0.16) but its
 # backfill anomaly scores worse (PR-AUC 0.63 -> 0.43, same history): it stays at 30.
 # A history too short to fill the epochs' batch cap trains more epochs until it has had as
-# many batches as a long one (TrainConfig.min_steps, set by `backfill` without --epochs):
+# many batches as a long one (TrainConfig.min_steps: streamgen.batch.train.default_min_steps):
 # on sines the VAE then had 1,800 steps instead of 750 and its stronger-discriminator score
 # went from 0.39 to 0.13, with backfill's scores on a short labelled history unchanged.
 DEFAULT_EPOCHS = {"gan": 100, "vae": 30}

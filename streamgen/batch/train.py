@@ -57,6 +57,7 @@ from streamgen.batch.distributed import (
     dist_from_env,
     init_process_group,
 )
+from streamgen.batch.kinds import DEFAULT_EPOCHS
 from streamgen.batch.quality import mmd_rbf
 from streamgen.core.checkpoint import save_atomic
 from streamgen.errors import ConfigError
@@ -98,6 +99,21 @@ class TrainConfig:
 AUTO_STEPS_PER_EPOCH = {"vae": 60, "gan": 30}
 
 STOP_REASONS = ("epochs", "early_stopping", "max_seconds", "interrupted")
+
+
+def default_min_steps(kind: str, epochs: int | None, steps_per_epoch: int | None) -> int:
+    """``TrainConfig.min_steps`` for ``backfill``: as many batches as a long history trains
+    with the default epochs (:mod:`streamgen.batch.kinds`) and per-epoch cap, however short
+    the history; 0 (no budget) when epochs or batches per epoch are given.
+
+    >>> default_min_steps("vae", None, None), default_min_steps("gan", None, None)
+    (1800, 3000)
+    >>> default_min_steps("vae", 5, None), default_min_steps("vae", None, 3)
+    (0, 0)
+    """
+    if epochs is not None or steps_per_epoch is not None:
+        return 0
+    return DEFAULT_EPOCHS[kind] * AUTO_STEPS_PER_EPOCH[kind]
 
 
 @dataclass

@@ -214,12 +214,14 @@ def run_one(
     from streamgen.batch.device import cpu_threads
     from streamgen.batch.generated import generate
     from streamgen.batch.quality import evaluate_quality
+    from streamgen.batch.train import default_min_steps
 
     real = load_windows(dataset, seq_len, n_sines, seed)
     cfg, model_args = backfill_settings(kind, real.shape[2], seed, pipe)
     overrides = dict(train_overrides or {})
-    if "epochs" in overrides:  # epochs given: that many, as `backfill --epochs` trains
-        overrides.setdefault("min_steps", 0)
+    # Epochs or batches per epoch given: no step budget, as backfill's own flags would do.
+    overrides.setdefault("min_steps", default_min_steps(
+        kind, overrides.get("epochs"), overrides.get("steps_per_epoch")))
     cfg = replace(cfg, progress=False, **overrides)
     synth, info = generate(kind, real, cfg, model_args)
     t0 = time.monotonic()

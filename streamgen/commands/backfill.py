@@ -88,7 +88,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _train_config(args: argparse.Namespace, m: ModelConfig) -> TrainConfig:
     """CLI flags over the pipeline's ``model`` section (defaults → pipeline → CLI); the
     epochs and patience default by model kind (:mod:`streamgen.batch.kinds`)."""
-    from streamgen.batch.train import AUTO_STEPS_PER_EPOCH, TrainConfig
+    from streamgen.batch.train import TrainConfig, default_min_steps
 
     kind = getattr(args, "model", None) or "vae"
     for name in ("epochs", "batch_size", "patience", "max_seconds"):
@@ -110,10 +110,7 @@ def _train_config(args: argparse.Namespace, m: ModelConfig) -> TrainConfig:
         progress=True if args.progress is None else args.progress,
         steps_per_epoch=spe,
         cpu_threads=m.cpu_threads,
-        # Default epochs and batches per epoch: as many batches as a long history trains,
-        # however short this one (an explicit --epochs or --steps-per-epoch is taken as is).
-        min_steps=(DEFAULT_EPOCHS[kind] * AUTO_STEPS_PER_EPOCH[kind]
-                   if args.epochs is None and spe is None else 0),
+        min_steps=default_min_steps(kind, args.epochs, spe),
     )
 
 
