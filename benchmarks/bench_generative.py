@@ -63,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-sines", type=int, default=benchgen.N_SINES)
     p.add_argument("--iterations", type=int, default=benchgen.ITERATIONS,
                    help="iterations of each post-hoc GRU")  # fmt: skip
+    p.add_argument("--vae-sample", choices=("residual", "mean", "noise"), default="residual",
+                   help="how the VAE draws windows (backfill's --vae-sample)")  # fmt: skip
     p.add_argument("--json", metavar="PATH", help="write runs and summary as JSON here")
     p.add_argument("--quiet", action="store_true", help="no per-run lines on stderr")
     args = p.parse_args(argv)
@@ -81,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     results = benchgen.run_generative_suite(
         args.seeds, args.models, args.datasets, log, save,
         seq_len=args.seq_len, n_sines=args.n_sines, iterations=args.iterations,
+        vae_sample=args.vae_sample,
     )  # fmt: skip
     summary = benchgen.summarize(results)
     summary["wall_seconds"] = round(time.monotonic() - t0, 1)

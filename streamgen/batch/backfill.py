@@ -60,6 +60,7 @@ class BackfillOptions:
     checkpoint_in: Path | None = None
     checkpoint_out: Path | None = None
     train: TrainConfig = TrainConfig()
+    vae_sample: str = "residual"  # streamgen.batch.kinds.VAE_SAMPLE_MODES
 
 
 class _Stages:
@@ -147,7 +148,8 @@ def _backfill(input_path: str | Path, pipe: PipelineConfig, opts: BackfillOption
                             opts.max_gap_points)  # fmt: skip
     stages.done("impute", f"{imputed['filled_points']} points filled -> imputed.csv")
     real, synth = write_synthetic(out / "synthetic.csv", hist.channels, windows, scaler, model,
-                                  length, opts.n_synthetic, cfg.seed)  # fmt: skip
+                                  length, opts.n_synthetic, cfg.seed, tr,
+                                  opts.vae_sample)  # fmt: skip
     stages.done("sample", f"{len(synth)} windows -> synthetic.csv")
     per_rank = -(-len(tr) // ctx.world_size) if ctx.enabled else len(tr)
     summary: dict[str, Any] = {
@@ -179,7 +181,9 @@ def _backfill(input_path: str | Path, pipe: PipelineConfig, opts: BackfillOption
         "imputation": imputed,
         # what `streamgen evaluate-generated --backfill DIR` reads back
         "synthetic": {"file": "synthetic.csv", "windows": int(len(synth)),
-                      "window_length": length} | _quick_quality(real, synth),
+                      "window_length": length,
+                      "sampling": opts.vae_sample if opts.model == "vae" else "generator",
+                      } | _quick_quality(real, synth),
     }
     busy = max(range(len(series)), key=lambda k: len(series[k]))
     rows = series[busy].rows

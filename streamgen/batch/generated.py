@@ -107,24 +107,37 @@ def load_windows(spec: str, args: argparse.Namespace, pipe: PipelineConfig) -> n
     return x
 
 
+def train_split(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the 80 % of ``n`` windows a model is trained on, and of the rest."""
+    idx = np.random.default_rng(seed).permutation(n)
+    cut = int(0.8 * n)
+    return idx[:cut], idx[cut:]
+
+
 def generate(
-    kind: str, real: np.ndarray, cfg: TrainConfig, model_args: dict[str, Any]
+    kind: str,
+    real: np.ndarray,
+    cfg: TrainConfig,
+    model_args: dict[str, Any],
+    vae_sample: str = "residual",
 ) -> tuple[np.ndarray, dict[str, Any]]:
-    """Train ``kind`` on 80 % of ``real`` and draw ``len(real)`` windows in raw units."""
+    """Train ``kind`` on 80 % of ``real`` and draw ``len(real)`` windows in raw units
+    (the VAE's as ``vae_sample`` says: :data:`~streamgen.batch.kinds.VAE_SAMPLE_MODES`)."""
     import torch
 
-    rng = np.random.default_rng(cfg.seed)
+    from streamgen.batch.outputs import draw_windows
+
     mean, std = real.mean(axis=(0, 1)), np.maximum(real.std(axis=(0, 1)), 1e-8)
     z = ((real - mean) / std).astype(np.float32)
-    idx = rng.permutation(len(z))
-    cut = int(0.8 * len(z))
+    tr, va = train_split(len(z), cfg.seed)
     t0 = time.monotonic()
-    res = train(kind, model_args, z[idx[:cut]], z[idx[cut:]], cfg)
+    res = train(kind, model_args, z[tr], z[va], cfg)
     seconds = time.monotonic() - t0
     gen = torch.Generator().manual_seed(cfg.seed + 1)
-    synth = res.model.sample(len(real), real.shape[1], generator=gen).double().cpu().numpy()
+    synth, _ = draw_windows(res.model, len(real), real.shape[1], z[tr], vae_sample, gen)
     info = {
         "model": kind,
+        "sampling": vae_sample if kind == "vae" else "generator",
         "model_args": model_args,
         "train_seconds": round(seconds, 1),
         "epochs_run": res.epochs_run,
@@ -142,7 +155,7 @@ def evaluate_generated(
     if args.model is not None:
         real = load_windows(args.input, args, pipe)
         model_args = pipeline_model_args(args.model, real.shape[2], pipe)
-        synth, info = generate(args.model, real, cfg, model_args)
+        synth, info = generate(args.model, real, cfg, model_args, args.vae_sample)
     else:
         synth = load_windows(args.synthetic, args, pipe)
         if args.seq_len is None:  # cut the real history into windows of the synthetic length

@@ -22,6 +22,7 @@ from streamgen.batch.scoring import robust_z, sanitize, score_points
 from streamgen.core.engine import iso_ms
 from streamgen.evaluation.detection import roc_auc
 from streamgen.io.files import FileSink
+from streamgen.models.vae import VAE
 from streamgen.records import Record
 
 SCORE_COLUMNS = [
@@ -166,6 +167,29 @@ def write_imputed(
     }
 
 
+def draw_windows(
+    model: BatchModel,
+    n: int,
+    length: int,
+    train_x: np.ndarray,
+    vae_sample: str = "residual",
+    generator: torch.Generator | None = None,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """``n`` sampled windows ``(n, length, C)`` in the model's (normalized) units and, where
+    each carries a training window's residual (the VAE's ``residual`` mode,
+    :data:`~streamgen.batch.kinds.VAE_SAMPLE_MODES`), that window's index in ``train_x``
+    (else None). Residual sampling needs training windows of ``length``; without them the
+    VAE draws decoder means."""
+    if not isinstance(model, VAE):
+        return model.sample(n, length, generator=generator).double().cpu().numpy(), None
+    if vae_sample == "residual" and len(train_x) and train_x.shape[1] == length:
+        bank = model.residual_bank(torch.from_numpy(np.ascontiguousarray(train_x)))
+        synth, source = model.sample_with_residuals(n, bank, generator=generator)
+        return synth.double().cpu().numpy(), source.numpy()
+    noise = vae_sample == "noise"
+    return model.sample(n, length, noise=noise, generator=generator).double().cpu().numpy(), None
+
+
 def write_synthetic(
     path: Path,
     channels: list[str],
@@ -175,13 +199,24 @@ def write_synthetic(
     length: int,
     n: int,
     seed: int,
+    train: np.ndarray | None = None,
+    vae_sample: str = "residual",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Sample ``n`` windows, write them in raw units; return (real sample, synthetic)."""
+    """Sample ``n`` windows, write them in raw units; return (real sample, synthetic).
+
+    ``train``: indices of the training windows in ``windows`` (all when None). A window that
+    carries a training window's residual (:func:`draw_windows`) takes that window's key
+    (its units and its kind of signal); other windows take a key at random, as many times
+    as the key has windows."""
     gen = torch.Generator().manual_seed(seed)
-    synth_z = model.sample(n, length, generator=gen).double().cpu().numpy()  # (n, W, C)
+    train = np.arange(len(windows.x)) if train is None else np.asarray(train)
+    synth_z, source = draw_windows(model, n, length, windows.x[train], vae_sample, gen)
     rng = np.random.default_rng(seed)
     key_of = windows.key_index
-    pick = rng.choice(key_of, size=n) if len(key_of) else np.zeros(n, dtype=np.int64)
+    if source is not None:
+        pick = key_of[train][source]
+    else:
+        pick = rng.choice(key_of, size=n) if len(key_of) else np.zeros(n, dtype=np.int64)
     synth = np.array([scaler.inverse(int(pick[w]), synth_z[w]) for w in range(n)])
     synth = synth.reshape(n, length, len(channels))
     sink = FileSink(path, ["window", "key", "step", *channels])

@@ -23,7 +23,12 @@ For each data set, model and seed, :func:`run_one`
    judge, a 1-layer GRU of ``C // 2`` units), the stronger discriminator (2 layers of 16),
    the predictive score (train on synthetic, test on real: one-step-ahead MAE of every
    channel, min-max units) next to the same GRU trained on real windows, k-NN
-   precision/recall/coverage and MMD².
+   precision/recall/coverage and MMD²;
+4. checks for copying (:func:`streamgen.batch.quality.closest_ratio`): the median distance
+   from a sample to its closest training window over that of a held-out real window (whose
+   own neighbours in time do not count); below 1 the samples sit closer to the training
+   windows than unseen real windows do. k-NN precision and coverage reward such copies on
+   recordings (stride-1 windows are each other's nearest neighbours), so read them with it.
 
 Data sets (:data:`DATASETS`):
 
@@ -101,6 +106,7 @@ METRICS: tuple[tuple[str, str], ...] = (
     ("recall", "recall"),
     ("coverage", "coverage"),
     ("mmd2_rbf", "MMD²"),
+    ("closest_ratio", "closest ratio"),
     ("train_seconds", "training s"),
 )
 
@@ -177,6 +183,19 @@ def load_windows(
     return np.ascontiguousarray(np.concatenate(parts), dtype=np.float64)
 
 
+def window_positions(dataset: str, seq_len: int = SEQ_LEN, n: int = N_SINES) -> np.ndarray | None:
+    """Each window of :func:`load_windows` as ``(recording, start)``; None for ``sines``
+    (independent draws)."""
+    if dataset == "sines":
+        return None
+    parts = [
+        np.stack([np.full(len(k) - seq_len + 1, i), np.arange(len(k) - seq_len + 1)], axis=1)
+        for i, k in enumerate(_RECORDINGS[dataset]())
+        if len(k) >= seq_len
+    ]
+    return np.concatenate(parts)
+
+
 # --- one run ----------------------------------------------------------------------------
 
 
@@ -206,14 +225,16 @@ def run_one(
     iterations: int = ITERATIONS,
     pipe: PipelineConfig | None = None,
     train_overrides: dict[str, Any] | None = None,
+    vae_sample: str = "residual",
 ) -> GenResult:
     """Train ``kind`` with backfill's settings on ``dataset``'s windows and judge its samples.
 
-    ``train_overrides`` replace TrainConfig fields (tests: fewer epochs and steps).
+    ``train_overrides`` replace TrainConfig fields (tests: fewer epochs and steps);
+    ``vae_sample`` is backfill's ``--vae-sample``.
     """
     from streamgen.batch.device import cpu_threads
-    from streamgen.batch.generated import generate
-    from streamgen.batch.quality import evaluate_quality
+    from streamgen.batch.generated import generate, train_split
+    from streamgen.batch.quality import closest_ratio, evaluate_quality
     from streamgen.batch.train import default_min_steps
 
     real = load_windows(dataset, seq_len, n_sines, seed)
@@ -223,10 +244,17 @@ def run_one(
     overrides.setdefault("min_steps", default_min_steps(
         kind, overrides.get("epochs"), overrides.get("steps_per_epoch")))
     cfg = replace(cfg, progress=False, **overrides)
-    synth, info = generate(kind, real, cfg, model_args)
+    synth, info = generate(kind, real, cfg, model_args, vae_sample)
     t0 = time.monotonic()
     with cpu_threads(cfg.cpu_threads):  # the post-hoc GRUs on as many threads as training
         metrics = evaluate_quality(real, synth, iterations=iterations, seed=seed, device=cfg.device)
+    # Copying: are the samples closer to the training windows than held-out real ones?
+    tr, va = train_split(len(real), cfg.seed)
+    pos = window_positions(dataset, seq_len, n_sines)
+    metrics["closest_ratio"] = closest_ratio(
+        synth, real[tr], real[va], None if pos is None else pos[tr],
+        None if pos is None else pos[va], seed=seed,
+    )  # fmt: skip
     return GenResult(
         dataset=dataset,
         model=kind,

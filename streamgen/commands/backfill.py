@@ -4,7 +4,7 @@
 
     streamgen backfill INPUT --model gan|vae --output-dir DIR [--pipeline FILE] [--set K=V]
         [--epochs N] [--steps-per-epoch N] [--checkpoint-in CKPT] [--checkpoint-out CKPT]
-        [--max-seconds S] [--[no-]progress]
+        [--max-seconds S] [--[no-]progress] [--vae-sample residual|mean|noise]
     streamgen evaluate-generated --backfill DIR [--real FILE] [--output-dir DIR]
     streamgen evaluate-generated --real FILE|sines --synthetic FILE [--output-dir DIR]
     streamgen evaluate-generated --model gan|vae --input FILE|sines [--epochs N] [--output-dir DIR]
@@ -19,7 +19,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from streamgen.batch.kinds import DEFAULT_EPOCHS, DEFAULT_PATIENCE, MODEL_KINDS
+from streamgen.batch.kinds import DEFAULT_EPOCHS, DEFAULT_PATIENCE, MODEL_KINDS, VAE_SAMPLE_MODES
 from streamgen.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -44,6 +44,10 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress on stderr (default on: bars on a terminal, else a plain line "
                    "every few seconds)")  # fmt: skip
+    p.add_argument("--vae-sample", choices=VAE_SAMPLE_MODES, default="residual",
+                   help="how the VAE draws synthetic windows: residual (default: decoder mean "
+                   "plus the residual of a random training window), mean (decoder mean "
+                   "alone), noise (plus its per-point Gaussian noise); the GAN ignores it")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -140,6 +144,7 @@ def run_backfill(args: argparse.Namespace) -> int:
         checkpoint_in=args.checkpoint_in,
         checkpoint_out=args.checkpoint_out,
         train=_train_config(args, pipe.model),
+        vae_sample=args.vae_sample,
     )
     try:
         summary = backfill(args.input, pipe, opts)

@@ -69,6 +69,13 @@ class VAEOutput(NamedTuple):
     z_logvar: torch.Tensor  # (B, L)
 
 
+class ResidualBank(NamedTuple):
+    """Training windows' residuals, as :meth:`VAE.sample_with_residuals` uses them."""
+
+    residuals: torch.Tensor  # (N, T, C) window minus its decoded posterior mean
+    source: torch.Tensor  # (N,) position of each in the windows the bank was built from
+
+
 class VAE(nn.Module):
     """Recurrent VAE; works on windows of any length ``T``."""
 
@@ -160,6 +167,16 @@ class VAE(nn.Module):
         point = self.point_nll(x, mean, obs_logvar)  # (B, T)
         return point.sum(-1) + gaussian_kl(mu, logvar).sum(-1), point
 
+    def _prior_latents(self, n: int, generator: torch.Generator | None) -> torch.Tensor:
+        """``n`` latents from the prior: the ex-post mixture once fitted, else ``N(0, I)``."""
+        dev = self.to_obs.weight.device
+        z = torch.randn(n, self.config.latent, generator=generator, device="cpu").to(dev)
+        if bool(self.prior_fitted):
+            probs = torch.softmax(self.prior_logits.double().cpu(), 0)
+            comp = torch.multinomial(probs, n, replacement=True, generator=generator).to(dev)
+            z = self.prior_means[comp] + (self.prior_scale_tril[comp] @ z.unsqueeze(-1))[..., 0]
+        return z
+
     @torch.no_grad()
     def sample(
         self, n: int, length: int, noise: bool = False, generator: torch.Generator | None = None
@@ -171,16 +188,53 @@ class VAE(nn.Module):
         ``noise=True`` adds the learned per-point Gaussian noise.
         """
         dev = self.to_obs.weight.device
-        z = torch.randn(n, self.config.latent, generator=generator, device="cpu").to(dev)
-        if bool(self.prior_fitted):
-            probs = torch.softmax(self.prior_logits.double().cpu(), 0)
-            comp = torch.multinomial(probs, n, replacement=True, generator=generator).to(dev)
-            z = self.prior_means[comp] + (self.prior_scale_tril[comp] @ z.unsqueeze(-1))[..., 0]
-        mean, logvar = self.decode(z, length)
+        mean, logvar = self.decode(self._prior_latents(n, generator), length)
         if noise:
             eps = torch.randn(mean.shape, generator=generator, device="cpu").to(dev)
             mean = mean + eps * torch.exp(0.5 * logvar)
         return mean
+
+    @torch.no_grad()
+    def residual_bank(
+        self, x: torch.Tensor, max_windows: int = 20000, batch_size: int = 1024, seed: int = 0
+    ) -> ResidualBank:
+        """What the decoder leaves out of (training) windows ``x`` ``(N, T, C)``: for at most
+        ``max_windows`` of them (a random subset), ``x - decode(μ)`` at the posterior mean."""
+        source = torch.arange(len(x))
+        if len(x) > max_windows:
+            gen = torch.Generator().manual_seed(seed)
+            source = torch.randperm(len(x), generator=gen)[:max_windows].sort().values
+        x = x[source]
+        dev = self.to_obs.weight.device
+        resid = [x.new_zeros((0, *x.shape[1:])).to(dev)]
+        for b in x.split(batch_size) if len(x) else ():
+            b = b.to(dev)
+            resid.append(b - self.decode(self.encode(b)[0], b.shape[1])[0])
+        return ResidualBank(torch.cat(resid), source)
+
+    @torch.no_grad()
+    def sample_with_residuals(
+        self, n: int, bank: ResidualBank, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Draw ``n`` windows with the bank's length: a decoder mean (as :meth:`sample`) plus
+        the residual of a bank window drawn at random (a residual bootstrap). Returns the
+        windows and, per window, the position in the bank's source windows
+        (``bank.source``) of the window whose residual it carries.
+
+        Decoder means are smoother than the data, and the decoder's per-point variance
+        measures its error rather than a noise process: added as independent noise it makes
+        samples rough where the data are correlated in time. A training window's residual is
+        the data's own detail, with its temporal structure. It is drawn independently of
+        the sampled latent: a residual matched to a nearby latent (tried) made samples
+        near-copies of training windows, since a window's decoded mean plus its own residual
+        is the window itself (README, generative benchmark).
+        """
+        if len(bank.residuals) == 0:
+            raise ValueError("sample_with_residuals: the residual bank is empty")
+        length = bank.residuals.shape[1]
+        mean, _ = self.decode(self._prior_latents(n, generator), length)
+        pick = torch.randint(len(bank.residuals), (n,), generator=generator)
+        return mean + bank.residuals[pick.to(bank.residuals.device)], bank.source[pick]
 
     @torch.no_grad()
     def fit_prior(self, x: torch.Tensor, batch_size: int = 1024, max_points: int = 20000) -> None:

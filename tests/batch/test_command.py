@@ -91,6 +91,10 @@ def test_backfill_bad_arguments_exit_2(history_csv, tmp_path, capsys):
                     "--epochs", "-1"]) == 2  # fmt: skip
     assert run_cli(["backfill", str(history_csv()), "--model", "vae", "--output-dir", out,
                     "--set", "window.length=1"]) == 2  # fmt: skip
+    with pytest.raises(SystemExit) as exc:  # argparse: not one of the choices
+        run_cli(["backfill", str(history_csv()), "--model", "vae", "--output-dir", out,
+                 "--vae-sample", "nearest"])  # fmt: skip
+    assert exc.value.code == 2
 
 
 def test_evaluate_generated_from_files_and_model(history_csv, tmp_path, capsys):
@@ -109,7 +113,8 @@ def test_evaluate_generated_from_files_and_model(history_csv, tmp_path, capsys):
                     "--epochs", "1", *FAST]) == 0  # fmt: skip
     capsys.readouterr()
     # the backfill folder alone: its synthetic.csv against its history, windows of its length
-    assert json.loads((bf / "report.json").read_text())["synthetic"]["window_length"] == 16
+    synthetic = json.loads((bf / "report.json").read_text())["synthetic"]
+    assert synthetic["window_length"] == 16 and synthetic["sampling"] == "residual"
     assert run_cli(["evaluate-generated", "--backfill", str(bf), "--iterations", "5"]) == 0
     text = capsys.readouterr().out
     assert text.startswith("206 real vs 8 synthetic windows")  # the history cut into 16 steps

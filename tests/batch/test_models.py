@@ -88,3 +88,24 @@ def test_diversity_ratio_flags_collapse():
     real = torch.randn(32, 8, 3)
     assert diversity_ratio(real, real) == pytest.approx(1.0)
     assert diversity_ratio(real[:1].repeat(32, 1, 1), real) < 1e-6
+
+
+def test_vae_residual_bank_and_sampling():
+    m = _vae().eval()
+    x = torch.randn(40, 9, 3)
+    bank = m.residual_bank(x)
+    assert torch.equal(bank.source, torch.arange(40))
+    rec = m.decode(m.encode(x)[0], 9)[0]
+    assert torch.allclose(rec + bank.residuals, x, atol=1e-6)  # mean + residual = the window
+    small = m.residual_bank(x, max_windows=10)
+    assert len(small.source) == 10 and torch.all(small.source[1:] > small.source[:-1])
+    assert torch.allclose(small.residuals, bank.residuals[small.source], atol=1e-6)
+    # a sample is the plain sample (same latent) plus the residual of the window it names
+    g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    s, src = m.sample_with_residuals(200, bank, generator=g1)
+    plain = m.sample(200, 9, generator=g2)
+    assert s.shape == (200, 9, 3) and src.shape == (200,)
+    assert torch.allclose(s - plain, bank.residuals[src], atol=1e-6)
+    assert len(torch.unique(src)) > 30  # drawn across the bank, not one window
+    with pytest.raises(ValueError, match="empty"):
+        m.sample_with_residuals(2, m.residual_bank(x[:0]))

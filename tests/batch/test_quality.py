@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from streamgen.batch.quality import (
+    closest_ratio,
     discriminative_score,
     evaluate_quality,
     mmd_rbf,
@@ -56,3 +57,19 @@ def test_evaluate_quality_writes_pca_plot(sines, tmp_path):
     out = evaluate_quality(sines, sines[::-1].copy(), iterations=20, plot_path=tmp_path / "p.png")
     assert (tmp_path / "p.png").stat().st_size > 1000
     assert set(out) >= {"discriminative_score", "predictive_score", "mmd2_rbf", "coverage"}
+
+
+def test_closest_ratio_finds_copies_among_overlapping_windows():
+    """Stride-1 windows of one recording: a held-out window's nearest training windows are
+    its own shifted neighbours; with positions they do not count, and copies of training
+    windows show up as a ratio well below 1 (without positions they would not)."""
+    rng = np.random.default_rng(0)
+    walk = np.cumsum(rng.normal(size=(3000, 2)), axis=0)
+    win = np.lib.stride_tricks.sliding_window_view(walk, 16, axis=0).transpose(0, 2, 1)
+    pos = np.stack([np.zeros(len(win), int), np.arange(len(win))], axis=1)
+    tr, ho = np.arange(0, len(win), 2), np.arange(1, len(win), 2)
+    # copies of training windows, perturbed about as much as a one-step shift changes one
+    copies = win[tr][rng.permutation(len(tr))[:500]] + rng.normal(0, 1.0, (500, 16, 2))
+    with_pos = closest_ratio(copies, win[tr], win[ho], pos[tr], pos[ho])
+    without = closest_ratio(copies, win[tr], win[ho])
+    assert with_pos < 0.6 and without > 0.9
