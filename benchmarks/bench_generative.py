@@ -65,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="iterations of each post-hoc GRU")  # fmt: skip
     p.add_argument("--vae-sample", choices=("residual", "mean", "noise"), default="residual",
                    help="how the VAE draws windows (backfill's --vae-sample)")  # fmt: skip
+    p.add_argument("--no-fresh", action="store_true",
+                   help="skip the sines floor row (a fresh draw of real sines judged)")  # fmt: skip
     p.add_argument("--json", metavar="PATH", help="write runs and summary as JSON here")
     p.add_argument("--quiet", action="store_true", help="no per-run lines on stderr")
     args = p.parse_args(argv)
@@ -83,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     results = benchgen.run_generative_suite(
         args.seeds, args.models, args.datasets, log, save,
         seq_len=args.seq_len, n_sines=args.n_sines, iterations=args.iterations,
-        vae_sample=args.vae_sample,
+        vae_sample=args.vae_sample, fresh=not args.no_fresh,
     )  # fmt: skip
     summary = benchgen.summarize(results)
     summary["wall_seconds"] = round(time.monotonic() - t0, 1)

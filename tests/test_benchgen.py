@@ -29,14 +29,18 @@ def test_backfill_settings_are_backfills_defaults():
 
 def test_sines_end_to_end_table_targets_and_json(tmp_path):
     results = benchgen.run_generative_suite([0, 1], benchgen.MODELS, ["sines"], **TINY)
-    assert [(r.model, r.seed) for r in results] == [("gan", 0), ("vae", 0), ("gan", 1), ("vae", 1)]
+    fresh = benchgen.FRESH
+    assert [(r.model, r.seed) for r in results] == [("gan", 0), ("vae", 0), (fresh, 0),
+                                                   ("gan", 1), ("vae", 1), (fresh, 1)]
     for r in results:
+        assert r.metrics["closest_ratio"] > 0
         assert (r.n_windows, r.seq_len, r.channels) == (64, 8, 5)
         assert 0.0 <= r.metrics["discriminative_score"] <= 0.5
         assert 0.0 <= r.metrics["coverage"] <= 1.0
         assert r.train_seconds >= 0.0 and np.isfinite(r.metrics["predictive_score"])
     summary = benchgen.summarize(results)
-    assert set(summary["cells"]) == {"sines/gan", "sines/vae"}
+    assert set(summary["cells"]) == {"sines/gan", "sines/vae", f"sines/{fresh}"}
+    assert not any(t["cell"] == f"sines/{fresh}" for t in summary["targets"])  # the floor
     assert summary["cells"]["sines/vae"]["seeds"] == [0, 1]
     assert {t["target"] for t in summary["targets"]} >= {"disc. (TimeGAN judge) ≤ 0.011",
                                                          "coverage ≥ 0.9"}  # fmt: skip
@@ -45,7 +49,7 @@ def test_sines_end_to_end_table_targets_and_json(tmp_path):
     assert "| sines | TimeGAN (Yoon et al. 2019), published | 0.011 |" in text
     out = tmp_path / "gen.json"
     out.write_text(json.dumps(benchgen.to_json(results, summary)))
-    assert len(json.loads(out.read_text())["runs"]) == 4
+    assert len(json.loads(out.read_text())["runs"]) == 6
 
 
 @pytest.mark.skipif(importlib.util.find_spec("aeon") is None, reason="needs the realdata extra")
@@ -71,6 +75,8 @@ def test_script_and_bench_command_share_the_code(tmp_path, capsys, monkeypatch):
         return orig(*a, **(kw | TINY))
 
     monkeypatch.setattr(benchgen, "run_one", tiny)
+    orig_fresh = benchgen.run_fresh
+    monkeypatch.setattr(benchgen, "run_fresh", lambda *a, **kw: orig_fresh(*a, **(kw | TINY)))
     js = tmp_path / "g.json"
     argv = ["--seeds", "3", "--models", "vae", "--datasets", "sines", "--quiet", "--json", str(js)]
     assert mod.main(argv) == 0

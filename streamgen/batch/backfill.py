@@ -147,9 +147,9 @@ def _backfill(input_path: str | Path, pipe: PipelineConfig, opts: BackfillOption
     imputed = write_imputed(out / "imputed.csv", hist, series, scaler, model, length, device,
                             opts.max_gap_points)  # fmt: skip
     stages.done("impute", f"{imputed['filled_points']} points filled -> imputed.csv")
-    real, synth = write_synthetic(out / "synthetic.csv", hist.channels, windows, scaler, model,
-                                  length, opts.n_synthetic, cfg.seed, tr,
-                                  opts.vae_sample)  # fmt: skip
+    real, synth, copying = write_synthetic(out / "synthetic.csv", hist.channels, windows,
+                                           scaler, model, length, opts.n_synthetic, cfg.seed,
+                                           tr, opts.vae_sample, va)  # fmt: skip
     stages.done("sample", f"{len(synth)} windows -> synthetic.csv")
     per_rank = -(-len(tr) // ctx.world_size) if ctx.enabled else len(tr)
     summary: dict[str, Any] = {
@@ -183,7 +183,7 @@ def _backfill(input_path: str | Path, pipe: PipelineConfig, opts: BackfillOption
         "synthetic": {"file": "synthetic.csv", "windows": int(len(synth)),
                       "window_length": length,
                       "sampling": opts.vae_sample if opts.model == "vae" else "generator",
-                      } | _quick_quality(real, synth),
+                      } | _quick_quality(real, synth) | copying,
     }
     busy = max(range(len(series)), key=lambda k: len(series[k]))
     rows = series[busy].rows

@@ -18,6 +18,7 @@ from streamgen.batch.checkpoint import BatchModel
 from streamgen.batch.dataset import KeyHistory, KeyScaler, WindowSet, train_cut
 from streamgen.batch.history import History, PartialRow
 from streamgen.batch.impute import build_grid, impute_points
+from streamgen.batch.quality import closest_ratio
 from streamgen.batch.scoring import robust_z, sanitize, score_points
 from streamgen.core.engine import iso_ms
 from streamgen.evaluation.detection import roc_auc
@@ -201,8 +202,11 @@ def write_synthetic(
     seed: int,
     train: np.ndarray | None = None,
     vae_sample: str = "residual",
-) -> tuple[np.ndarray, np.ndarray]:
-    """Sample ``n`` windows, write them in raw units; return (real sample, synthetic).
+    held_out: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, dict[str, float]]:
+    """Sample ``n`` windows, write them in raw units; return (real sample, synthetic, numbers
+    for the report: with ``held_out`` window indices, the samples' closest ratio,
+    :func:`~streamgen.batch.quality.closest_ratio`).
 
     ``train``: indices of the training windows in ``windows`` (all when None). A window that
     carries a training window's residual (:func:`draw_windows`) takes that window's key
@@ -231,4 +235,10 @@ def write_synthetic(
     if len(key_of):
         idx = rng.choice(len(key_of), size=min(n, len(key_of)), replace=False)
         real = np.stack([scaler.inverse(int(key_of[i]), windows.x[i]) for i in idx])
-    return real, synth
+    info: dict[str, float] = {}
+    if held_out is not None and len(held_out) and len(train) and n and windows.x.shape[1] == length:
+        pos = np.stack([key_of, windows.start], axis=1)
+        info["closest_ratio"] = round(closest_ratio(
+            synth_z, windows.x[train], windows.x[held_out], pos[train], pos[held_out],
+            max_n=500, seed=seed), 4)  # fmt: skip
+    return real, synth, info

@@ -190,6 +190,7 @@ def closest_ratio(
     held_pos: np.ndarray | None = None,
     max_n: int = 2000,
     seed: int = 0,
+    max_train: int = 20000,
 ) -> float:
     """How close generated windows sit to the training windows, next to unseen real ones.
 
@@ -199,7 +200,8 @@ def closest_ratio(
     they reproduce training windows. ``train_pos`` / ``held_pos`` ``(N, 2)``: each window's
     recording and start; a held-out window's own neighbours in time (same recording, starts
     less than a window length apart) are not its closest training windows (without
-    positions, windows are taken as independent draws).
+    positions, windows are taken as independent draws). At most ``max_n`` synthetic and
+    held-out windows and ``max_train`` training windows (random subsets) are compared.
 
     >>> x = np.random.default_rng(0).normal(size=(400, 8, 2))
     >>> copies = x[:200] + 1e-3
@@ -211,6 +213,10 @@ def closest_ratio(
     rng = np.random.default_rng(seed)
     pick_s = rng.permutation(len(synth))[:max_n]
     pick_h = rng.permutation(len(held_out))[:max_n]
+    if len(train) > max_train:
+        keep = np.sort(rng.permutation(len(train))[:max_train])
+        train = train[keep]
+        train_pos = None if train_pos is None else train_pos[keep]
     t, s, h = minmax_scale(train, synth[pick_s], held_out[pick_h])
     t, s, h = (a.reshape(len(a), -1).astype(np.float64) for a in (t, s, h))
 

@@ -115,6 +115,7 @@ def test_evaluate_generated_from_files_and_model(history_csv, tmp_path, capsys):
     # the backfill folder alone: its synthetic.csv against its history, windows of its length
     synthetic = json.loads((bf / "report.json").read_text())["synthetic"]
     assert synthetic["window_length"] == 16 and synthetic["sampling"] == "residual"
+    assert synthetic["closest_ratio"] > 0  # next to held-out windows of the same history
     assert run_cli(["evaluate-generated", "--backfill", str(bf), "--iterations", "5"]) == 0
     text = capsys.readouterr().out
     assert text.startswith("206 real vs 8 synthetic windows")  # the history cut into 16 steps

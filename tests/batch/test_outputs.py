@@ -28,8 +28,9 @@ def test_residual_samples_take_the_key_of_their_training_window(history_csv, tmp
     vae = VAE(VAEConfig(n_channels=len(hist.channels), hidden=8, latent=4)).eval()
     only_y = np.flatnonzero(windows.key_index == scaler.keys.index("y"))
     out = tmp_path / "synthetic.csv"
-    _, synth = write_synthetic(out, hist.channels, windows, scaler, vae, 8, 30, 0, only_y)
+    _, synth, info = write_synthetic(out, hist.channels, windows, scaler, vae, 8, 30, 0, only_y)
     assert synth.shape == (30, 8, 2) and _keys(out) == {"y"}  # residuals of y's windows only
+    assert info == {}  # no held-out windows given: no closest ratio
     write_synthetic(out, hist.channels, windows, scaler, vae, 8, 30, 0, only_y, "mean")
     assert _keys(out) == {"x", "y"}  # decoder means: keys drawn at random
 
