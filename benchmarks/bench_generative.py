@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--vae-sample", choices=("residual", "mean", "noise"), default="residual",
                    help="how the VAE draws windows (backfill's --vae-sample)")  # fmt: skip
     p.add_argument("--no-fresh", action="store_true",
-                   help="skip the sines floor row (a fresh draw of real sines judged)")  # fmt: skip
+                   help="skip the floor rows (unseen real windows judged as if generated)")  # fmt: skip
     p.add_argument("--json", metavar="PATH", help="write runs and summary as JSON here")
     p.add_argument("--quiet", action="store_true", help="no per-run lines on stderr")
     args = p.parse_args(argv)

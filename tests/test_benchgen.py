@@ -59,6 +59,13 @@ def test_real_recordings_are_multichannel_windows():
     b = benchgen.load_windows("basicmotions", 24)
     assert b.shape == (80 * (100 - 23), 24, 6) and np.isfinite(b).all()
     assert np.array_equal(d[1, :-1], d[0, 1:])  # stride-1 windows of one recording
+    # the floor rows' held-out stretch shares no point with the rest
+    pos = benchgen.window_positions("daphnet", 24)
+    rest, held = benchgen.fresh_split("daphnet", 0, 24)
+    assert pos[rest, 1].max() + 24 <= pos[held, 1].min() and len(held) > 1000
+    pos = benchgen.window_positions("basicmotions", 24)
+    rest, held = benchgen.fresh_split("basicmotions", 0, 24)
+    assert not set(pos[rest, 0]) & set(pos[held, 0]) and len(set(pos[held, 0])) == 16
 
 
 def test_script_and_bench_command_share_the_code(tmp_path, capsys, monkeypatch):

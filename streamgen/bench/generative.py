@@ -270,29 +270,54 @@ def run_one(
     )
 
 
-#: The row of a second, independent draw of real sines judged against the first: how far
-#: from 0 the scores of a perfect generator land with this many windows (the measurement's
-#: floor; with 2,000 sequences TimeGAN's judge alone scatters about as much as the targets).
+#: The floor row: unseen real windows judged as if generated, so that each score can be
+#: read against what real data itself gets. Sines: a second, independent draw against the
+#: first (with 2,000 sequences TimeGAN's judge alone scatters about as much as the targets).
+#: A recording: the windows of a held-out stretch (the last 20 % of a single recording's
+#: time, or 20 % of the recordings, drawn by seed) against the windows of the rest that do
+#: not overlap it in time.
 FRESH = "fresh real"
 
 
+def fresh_split(dataset: str, seed: int, seq_len: int = SEQ_LEN) -> tuple[np.ndarray, np.ndarray]:
+    """Indices into :func:`load_windows` of a recording's windows: (the rest, held-out)."""
+    pos = window_positions(dataset, seq_len)
+    assert pos is not None
+    recs = np.unique(pos[:, 0])
+    if len(recs) > 1:
+        held_recs = np.random.default_rng(seed).permutation(recs)[: max(1, len(recs) // 5)]
+        held = np.isin(pos[:, 0], held_recs)
+        return np.flatnonzero(~held), np.flatnonzero(held)
+    cut = int(0.8 * (pos[:, 1].max() + seq_len))
+    return np.flatnonzero(pos[:, 1] + seq_len <= cut), np.flatnonzero(pos[:, 1] >= cut)
+
+
 def run_fresh(
-    seed: int, *, seq_len: int = SEQ_LEN, n_sines: int = N_SINES, iterations: int = ITERATIONS,
-    **_: Any,
+    seed: int, dataset: str = "sines", *, seq_len: int = SEQ_LEN, n_sines: int = N_SINES,
+    iterations: int = ITERATIONS, **_: Any,
 ) -> GenResult:
-    """Sines of ``seed`` against a fresh draw of as many real sines, by the same metrics."""
+    """The :data:`FRESH` row of ``dataset`` and ``seed``, by the same metrics as a model."""
     from streamgen.batch.generated import train_split
     from streamgen.batch.quality import closest_ratio, evaluate_quality
     from streamgen.batch.sines import sine_data
 
-    real = load_windows("sines", seq_len, n_sines, seed)
-    fresh = sine_data(n_sines, seq_len, seed=seed + 10_000).astype(np.float64)
+    real = load_windows(dataset, seq_len, n_sines, seed)
+    pos = window_positions(dataset, seq_len, n_sines)
+    if dataset == "sines":
+        fresh = sine_data(n_sines, seq_len, seed=seed + 10_000).astype(np.float64)
+    else:
+        rest, held = fresh_split(dataset, seed, seq_len)
+        real, fresh = real[rest], real[held]
+        pos = None if pos is None else pos[rest]
     t0 = time.monotonic()
     metrics = evaluate_quality(real, fresh, iterations=iterations, seed=seed)
     tr, va = train_split(len(real), seed)
-    metrics["closest_ratio"] = closest_ratio(fresh, real[tr], real[va], seed=seed)
+    metrics["closest_ratio"] = closest_ratio(
+        fresh, real[tr], real[va], None if pos is None else pos[tr],
+        None if pos is None else pos[va], seed=seed,
+    )
     return GenResult(
-        dataset="sines", model=FRESH, seed=seed, n_windows=int(len(real)), seq_len=seq_len,
+        dataset=dataset, model=FRESH, seed=seed, n_windows=int(len(real)), seq_len=seq_len,
         channels=int(real.shape[2]), metrics={k: float(v) for k, v in metrics.items()},
         train_seconds=0.0, eval_seconds=round(time.monotonic() - t0, 1),
     )  # fmt: skip
@@ -307,8 +332,8 @@ def run_generative_suite(
     fresh: bool = True,
     **kwargs: Any,
 ) -> list[GenResult]:
-    """:func:`run_one` for every data set, seed and model (in that nesting), and on sines
-    the :data:`FRESH` row (unless ``fresh`` is False); ``on_result`` gets the results so far
+    """:func:`run_one` for every data set, seed and model (in that nesting), and the
+    :data:`FRESH` row (unless ``fresh`` is False); ``on_result`` gets the results so far
     after each run (to save them as they come)."""
     # Fail before any training: every data set readable, every module importable.
     for ds in datasets:
@@ -319,10 +344,9 @@ def run_generative_suite(
     out: list[GenResult] = []
     for ds in datasets:
         for seed in seeds:
-            kinds = [*models, FRESH] if ds == "sines" and fresh else list(models)
-            for kind in kinds:
+            for kind in [*models, FRESH] if fresh else models:
                 if kind == FRESH:
-                    r = run_fresh(seed, **kwargs)
+                    r = run_fresh(seed, ds, **kwargs)
                 else:
                     r = run_one(ds, kind, seed, **kwargs)
                 out.append(r)
@@ -443,7 +467,9 @@ __all__ = [
     "format_markdown",
     "load_windows",
     "run_generative_suite",
+    "fresh_split",
     "run_fresh",
+    "window_positions",
     "run_one",
     "summarize",
     "targets",
