@@ -78,7 +78,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--model", choices=MODEL_KINDS, help="train this model and sample from it")
     q.add_argument("--input", help="training data for --model: CSV/JSONL or 'sines'")
     q.add_argument("--output-dir", type=Path, metavar="DIR", help="write quality.json + pca.png")
-    q.add_argument("--n", type=int, default=2000, help="sines: number of sequences")
+    q.add_argument("--n", type=int, default=10000,
+                   help="sines: number of sequences (TimeGAN's 10,000)")  # fmt: skip
     q.add_argument("--seq-len", type=int, default=None,
                    help="window length (default: the synthetic windows' length, else 24)")
     q.add_argument("--iterations", type=int, default=2000, help="post-hoc model iterations")
