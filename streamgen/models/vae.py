@@ -8,6 +8,11 @@ far from a mean. The KL term is annealed from 0 to ``kl_weight`` over ``kl_annea
 training forwards (Bowman et al. 2016) to avoid posterior collapse early on; ``free_bits``
 keeps a floor of nats per latent dimension (Kingma et al. 2016).
 
+Synthetic windows: :meth:`VAE.sample` decodes latents from the prior (an ex-post mixture
+fitted after training); :meth:`VAE.sample_with_residuals`, what backfill uses by default,
+adds to each the residual of a random training window (:meth:`VAE.residual_bank`), the
+detail the decoder's means leave out.
+
 Model file only: config + module, no I/O and no loop (nanoGPT style). ``forward(x)`` returns
 ``(output, loss)``; ``sample``, ``impute`` and ``score`` run under ``torch.no_grad()``.
 
