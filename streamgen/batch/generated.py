@@ -221,6 +221,8 @@ def format_quality(metrics: dict[str, Any]) -> str:
         lines.append(f"  {name:<29} {value:<17} {meaning}")
     training = metrics.get("training")
     if training:
+        how = training.get("sampling", "generator")
+        how = "its generator" if how == "generator" else f"--vae-sample {how}"
         lines.append(f"  trained {training['model']} for {training['epochs_run']} epochs in "
-                     f"{training['train_seconds']} s")  # fmt: skip
+                     f"{training['train_seconds']} s; sampled with {how}")  # fmt: skip
     return "\n".join(lines) + "\n"

@@ -102,7 +102,8 @@ def test_evaluate_generated_from_files_and_model(history_csv, tmp_path, capsys):
     assert run_cli(["evaluate-generated", "--model", "vae", "--input", "sines", "--n", "64",
                     "--seq-len", "8", "--epochs", "1", "--iterations", "5", "--no-progress",
                     "--set", "model.hidden=8", "--output-dir", str(out)]) == 0  # fmt: skip
-    assert "trained vae for 1 epochs" in capsys.readouterr().out
+    assert "trained vae for 1 epochs" in (text := capsys.readouterr().out)
+    assert "sampled with --vae-sample residual" in text
     metrics = json.loads((out / "quality.json").read_text())
     assert metrics["training"]["epochs_run"] == 1
     assert 0.0 <= metrics["discriminative_score"] <= 0.5
