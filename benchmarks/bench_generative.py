@@ -52,6 +52,7 @@ from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
+    from streamgen.batch.kinds import VAE_SAMPLE_MODES
     from streamgen.bench import generative as benchgen
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-sines", type=int, default=benchgen.N_SINES)
     p.add_argument("--iterations", type=int, default=benchgen.ITERATIONS,
                    help="iterations of each post-hoc GRU")  # fmt: skip
-    p.add_argument("--vae-sample", choices=("residual", "mean", "noise"), default="residual",
+    p.add_argument("--vae-sample", choices=VAE_SAMPLE_MODES, default="residual",
                    help="how the VAE draws windows (backfill's --vae-sample)")  # fmt: skip
     p.add_argument("--no-fresh", action="store_true",
                    help="skip the floor rows (unseen real windows judged as if generated)")  # fmt: skip

@@ -37,7 +37,7 @@ from streamgen.batch.dataset import KeyScaler, group_by_key, make_windows, split
 from streamgen.batch.device import cpu_threads
 from streamgen.batch.distributed import dist_from_env
 from streamgen.batch.history import read_history
-from streamgen.batch.kinds import DEFAULT_EPOCHS
+from streamgen.batch.kinds import DEFAULT_EPOCHS, sampling
 from streamgen.batch.outputs import compute_scores, write_imputed, write_scores, write_synthetic
 from streamgen.batch.quality import mmd_rbf, precision_recall_coverage
 from streamgen.batch.train import TrainConfig, steps_per_epoch, train
@@ -182,7 +182,7 @@ def _backfill(input_path: str | Path, pipe: PipelineConfig, opts: BackfillOption
         # what `streamgen evaluate-generated --backfill DIR` reads back
         "synthetic": {"file": "synthetic.csv", "windows": int(len(synth)),
                       "window_length": length,
-                      "sampling": opts.vae_sample if opts.model == "vae" else "generator",
+                      "sampling": sampling(opts.model, opts.vae_sample),
                       } | _quick_quality(real, synth) | copying,
     }
     busy = max(range(len(series)), key=lambda k: len(series[k]))

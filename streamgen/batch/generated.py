@@ -20,6 +20,7 @@ import numpy as np
 from streamgen.batch.checkpoint import pipeline_model_args
 from streamgen.batch.dataset import KeyScaler, group_by_key, make_windows
 from streamgen.batch.history import read_history
+from streamgen.batch.kinds import sampling
 from streamgen.batch.quality import evaluate_quality
 from streamgen.batch.sines import sine_data
 from streamgen.batch.train import TrainConfig, train
@@ -137,7 +138,7 @@ def generate(
     synth, _ = draw_windows(res.model, len(real), real.shape[1], z[tr], vae_sample, gen)
     info = {
         "model": kind,
-        "sampling": vae_sample if kind == "vae" else "generator",
+        "sampling": sampling(kind, vae_sample),
         "model_args": model_args,
         "train_seconds": round(seconds, 1),
         "epochs_run": res.epochs_run,

@@ -28,4 +28,11 @@ DEFAULT_PATIENCE = {"gan": 20, "vae": 10}
 # generative benchmark (3 seeds per data set).
 VAE_SAMPLE_MODES = ("residual", "mean", "noise")
 
-__all__ = ["DEFAULT_EPOCHS", "DEFAULT_PATIENCE", "MODEL_KINDS", "VAE_SAMPLE_MODES"]
+
+def sampling(kind: str, vae_sample: str) -> str:
+    """How ``kind``'s windows were drawn, as reports name it: the VAE's ``--vae-sample``
+    mode, or ``generator`` for the GAN (which has one way)."""
+    return vae_sample if kind == "vae" else "generator"
+
+
+__all__ = ["DEFAULT_EPOCHS", "DEFAULT_PATIENCE", "MODEL_KINDS", "VAE_SAMPLE_MODES", "sampling"]

@@ -185,7 +185,7 @@ def load_windows(
     return np.ascontiguousarray(np.concatenate(parts), dtype=np.float64)
 
 
-def window_positions(dataset: str, seq_len: int = SEQ_LEN, n: int = N_SINES) -> np.ndarray | None:
+def window_positions(dataset: str, seq_len: int = SEQ_LEN) -> np.ndarray | None:
     """Each window of :func:`load_windows` as ``(recording, start)``; None for ``sines``
     (independent draws)."""
     if dataset == "sines":
@@ -235,8 +235,8 @@ def run_one(
     ``vae_sample`` is backfill's ``--vae-sample``.
     """
     from streamgen.batch.device import cpu_threads
-    from streamgen.batch.generated import generate, train_split
-    from streamgen.batch.quality import closest_ratio, evaluate_quality
+    from streamgen.batch.generated import generate
+    from streamgen.batch.quality import evaluate_quality
     from streamgen.batch.train import default_min_steps
 
     real = load_windows(dataset, seq_len, n_sines, seed)
@@ -250,13 +250,9 @@ def run_one(
     t0 = time.monotonic()
     with cpu_threads(cfg.cpu_threads):  # the post-hoc GRUs on as many threads as training
         metrics = evaluate_quality(real, synth, iterations=iterations, seed=seed, device=cfg.device)
-    # Copying: are the samples closer to the training windows than held-out real ones?
-    tr, va = train_split(len(real), cfg.seed)
-    pos = window_positions(dataset, seq_len, n_sines)
-    metrics["closest_ratio"] = closest_ratio(
-        synth, real[tr], real[va], None if pos is None else pos[tr],
-        None if pos is None else pos[va], seed=seed,
-    )  # fmt: skip
+    # Copying: are the samples closer to the windows the model trained on than unseen ones?
+    pos = window_positions(dataset, seq_len)
+    metrics["closest_ratio"] = _copy_check(synth, real, pos, cfg.seed)  # cfg.seed is seed
     return GenResult(
         dataset=dataset,
         model=kind,
@@ -270,6 +266,19 @@ def run_one(
         epochs_run=int(info["epochs_run"]),
         best_epoch=int(info["best_epoch"]),
     )
+
+
+def _copy_check(synth: np.ndarray, real: np.ndarray, pos: np.ndarray | None, seed: int) -> float:
+    """:func:`~streamgen.batch.quality.closest_ratio` of ``synth`` against the split of
+    ``real`` a model of ``seed`` trains on (:func:`~streamgen.batch.generated.train_split`):
+    are the samples closer to its training windows than its held-out ones are?"""
+    from streamgen.batch.generated import train_split
+    from streamgen.batch.quality import closest_ratio
+
+    tr, va = train_split(len(real), seed)
+    if pos is None:
+        return closest_ratio(synth, real[tr], real[va], seed=seed)
+    return closest_ratio(synth, real[tr], real[va], pos[tr], pos[va], seed=seed)
 
 
 #: The floor row: unseen real windows judged as if generated, so that each score can be
@@ -300,12 +309,11 @@ def run_fresh(
     iterations: int = ITERATIONS, **_: Any,
 ) -> GenResult:
     """The :data:`FRESH` row of ``dataset`` and ``seed``, by the same metrics as a model."""
-    from streamgen.batch.generated import train_split
-    from streamgen.batch.quality import closest_ratio, evaluate_quality
+    from streamgen.batch.quality import evaluate_quality
     from streamgen.batch.sines import sine_data
 
     real = load_windows(dataset, seq_len, n_sines, seed)
-    pos = window_positions(dataset, seq_len, n_sines)
+    pos = window_positions(dataset, seq_len)
     if dataset == "sines":
         fresh = sine_data(n_sines, seq_len, seed=seed + 10_000).astype(np.float64)
     else:
@@ -314,11 +322,7 @@ def run_fresh(
         pos = None if pos is None else pos[rest]
     t0 = time.monotonic()
     metrics = evaluate_quality(real, fresh, iterations=iterations, seed=seed)
-    tr, va = train_split(len(real), seed)
-    metrics["closest_ratio"] = closest_ratio(
-        fresh, real[tr], real[va], None if pos is None else pos[tr],
-        None if pos is None else pos[va], seed=seed,
-    )
+    metrics["closest_ratio"] = _copy_check(fresh, real, pos, seed)
     return GenResult(
         dataset=dataset, model=FRESH, seed=seed, n_windows=int(len(real)), seq_len=seq_len,
         channels=int(real.shape[2]), metrics={k: float(v) for k, v in metrics.items()},
