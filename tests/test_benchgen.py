@@ -18,7 +18,7 @@ TINY = {"seq_len": 8, "n_sines": 64, "iterations": 5,
 
 def test_backfill_settings_are_backfills_defaults():
     cfg, args = benchgen.backfill_settings("gan", 3, seed=4)
-    assert (cfg.epochs, cfg.batch_size, cfg.patience, cfg.seed) == (100, 64, 20, 4)
+    assert (cfg.epochs, cfg.batch_size, cfg.patience, cfg.seed) == (100, 64, 100, 4)
     assert cfg.steps_per_epoch is None and cfg.cpu_threads == 1
     assert cfg.min_steps == 3000  # 100 epochs of 30 batches, however short the history
     assert args["n_channels"] == 3 and args["gp_fraction"] == 0.25

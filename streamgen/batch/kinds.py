@@ -18,8 +18,17 @@ MODEL_KINDS = ("gan", "vae")
 # many batches as a long one (TrainConfig.min_steps: streamgen.batch.train.default_min_steps):
 # on sines the VAE then had 1,800 steps instead of 750 and its stronger-discriminator score
 # went from 0.39 to 0.13, with backfill's scores on a short labelled history unchanged.
+# The GAN does not stop early by default (patience = its epochs): its validation value, the
+# MMD of 512 samples, is too noisy to say when samples stop improving. With patience 20 its
+# runs on TimeGAN's sines (10,000 sequences) stopped after 68-73 of 100 epochs; trained to
+# the end, the best epoch was the 66th-91st and its samples were harder to tell apart
+# (benchmarks/bench_generative.py, 3 seeds: TimeGAN's judge 0.061 -> 0.024, stronger
+# discriminator 0.373 -> 0.279, coverage 0.84 -> 0.90; BasicMotions 0.176 -> 0.127,
+# coverage 0.54 -> 0.57; Daphnet's runs had not stopped early: unchanged). The epoch with
+# the best validation value is still the one kept: the last epoch's samples were worse
+# (sines, seed 0: stronger discriminator 0.388 against 0.175).
 DEFAULT_EPOCHS = {"gan": 100, "vae": 30}
-DEFAULT_PATIENCE = {"gan": 20, "vae": 10}
+DEFAULT_PATIENCE = {"gan": DEFAULT_EPOCHS["gan"], "vae": 10}
 
 # How the VAE's synthetic windows are drawn (``--vae-sample``): ``residual`` adds to each
 # decoder mean the residual (window minus its reconstruction) of a training window drawn at

@@ -36,7 +36,8 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, help="windows per step (default model.train_batch)")
     p.add_argument("--lr", type=float, help="learning rate (default model.lr)")
     p.add_argument("--patience", type=int, default=None,
-                   help="early-stopping patience in epochs (default 20 for gan, 10 for vae)")
+                   help="early-stopping patience in epochs (default 10 for vae, 100 for gan: "
+                   "with its default epochs it never stops early)")
     p.add_argument("--max-seconds", type=float,
                    help="stop training after this much time (checked after every step)")  # fmt: skip
     p.add_argument("--seed", type=int, help="random seed (default model.seed)")
