@@ -61,10 +61,10 @@ def test_real_recordings_are_multichannel_windows():
     assert np.array_equal(d[1, :-1], d[0, 1:])  # stride-1 windows of one recording
     # the floor rows' held-out stretch shares no point with the rest
     pos = benchgen.window_positions("daphnet", 24)
-    rest, held = benchgen.fresh_split("daphnet", 0, 24)
+    rest, held = benchgen.fresh_split(pos, 0, 24)
     assert pos[rest, 1].max() + 24 <= pos[held, 1].min() and len(held) > 1000
     pos = benchgen.window_positions("basicmotions", 24)
-    rest, held = benchgen.fresh_split("basicmotions", 0, 24)
+    rest, held = benchgen.fresh_split(pos, 0, 24)
     assert not set(pos[rest, 0]) & set(pos[held, 0]) and len(set(pos[held, 0])) == 16
 
 

@@ -214,7 +214,8 @@ def write_synthetic(
     as the key has windows."""
     gen = torch.Generator().manual_seed(seed)
     train = np.arange(len(windows.x)) if train is None else np.asarray(train)
-    synth_z, source = draw_windows(model, n, length, windows.x[train], vae_sample, gen)
+    train_x = windows.x[train]  # a copy (fancy indexing): made once, used twice
+    synth_z, source = draw_windows(model, n, length, train_x, vae_sample, gen)
     rng = np.random.default_rng(seed)
     key_of = windows.key_index
     if source is not None:
@@ -239,6 +240,6 @@ def write_synthetic(
     if held_out is not None and len(held_out) and len(train) and n and windows.x.shape[1] == length:
         pos = np.stack([key_of, windows.start], axis=1)
         info["closest_ratio"] = round(closest_ratio(
-            synth_z, windows.x[train], windows.x[held_out], pos[train], pos[held_out],
+            synth_z, train_x, windows.x[held_out], pos[train], pos[held_out],
             max_n=500, seed=seed), 4)  # fmt: skip
     return real, synth, info

@@ -291,10 +291,9 @@ def _copy_check(synth: np.ndarray, real: np.ndarray, pos: np.ndarray | None, see
 FRESH = "fresh real"
 
 
-def fresh_split(dataset: str, seed: int, seq_len: int = SEQ_LEN) -> tuple[np.ndarray, np.ndarray]:
-    """Indices into :func:`load_windows` of a recording's windows: (the rest, held-out)."""
-    pos = window_positions(dataset, seq_len)
-    assert pos is not None
+def fresh_split(pos: np.ndarray, seed: int, seq_len: int = SEQ_LEN) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the windows at ``pos`` (:func:`window_positions` of a recording's data
+    set): (the rest, held-out)."""
     recs = np.unique(pos[:, 0])
     if len(recs) > 1:
         held_recs = np.random.default_rng(seed).permutation(recs)[: max(1, len(recs) // 5)]
@@ -317,9 +316,9 @@ def run_fresh(
     if dataset == "sines":
         fresh = sine_data(n_sines, seq_len, seed=seed + 10_000).astype(np.float64)
     else:
-        rest, held = fresh_split(dataset, seed, seq_len)
-        real, fresh = real[rest], real[held]
-        pos = None if pos is None else pos[rest]
+        assert pos is not None  # a recording's windows have positions
+        rest, held = fresh_split(pos, seed, seq_len)
+        real, fresh, pos = real[rest], real[held], pos[rest]
     t0 = time.monotonic()
     metrics = evaluate_quality(real, fresh, iterations=iterations, seed=seed)
     metrics["closest_ratio"] = _copy_check(fresh, real, pos, seed)
