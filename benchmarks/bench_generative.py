@@ -12,8 +12,8 @@ issue #17's targets, met or not.
 Protocol (see :mod:`streamgen.bench.generative` for the details):
 
 * windows of 24 steps (TimeGAN's length) on every data set, in raw units;
-* ``sines``: 2,000 independent sequences of 5 channels per seed (``evaluate-generated``'s
-  default ``--n``; the TimeGAN paper used 10,000);
+* ``sines``: 10,000 independent sequences of 5 channels per seed (TimeGAN's size and
+  ``evaluate-generated``'s default ``--n``; ``--n-sines`` changes it);
 * ``daphnet``: Daphnet Freezing of Gait recording S06R02E0, 9 accelerometer channels at
   64 Hz, 7,040 rows (one key), shipped in the ``aeon`` wheel
   (``aeon/datasets/data/Daphnet_S06R02E0/S06R02E0.csv``). Source stated by aeon: Roggen,
@@ -27,8 +27,8 @@ Protocol (see :mod:`streamgen.bench.generative` for the details):
   BSD-3-Clause and it states no separate data licence (the UCR/UEA archive is free for
   research use);
 * training: ``streamgen backfill``'s defaults, parsed by its own parser (VAE: 30 epochs of at
-  most 60 batches of 64, patience 10; GAN: 100 epochs of at most 30, patience 20; one torch
-  thread), on a random
+  most 60 batches of 64, patience 10; GAN: 100 epochs of at most 30, no early stopping; one
+  torch thread), on a random
   80 % of the windows (the rest for early stopping), as ``evaluate-generated --model`` does;
   as many windows sampled as there are real ones, compared with all of them;
 * post-hoc models: 2,000 iterations each (``evaluate-generated``'s default), one thread.

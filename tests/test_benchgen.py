@@ -98,3 +98,18 @@ def test_script_and_bench_command_share_the_code(tmp_path, capsys, monkeypatch):
     out = capsys.readouterr().out
     assert "| sines | vae | " in out and "| sines | gan | " in out
     assert "| sines | gan | " in md.read_text()
+
+
+def test_sines_diagnosis_script_runs(capsys):
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "diag_sines.py"
+    spec = importlib.util.spec_from_file_location("diag_sines", path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.main(["--model", "gan", "--quick"]) == 0
+    out = capsys.readouterr().out
+    # the statistics of both sets, then the discriminators on the altered samples and the floor
+    assert "| real | 0.0000 |" in out and "| gan |" in out
+    rows = [r for r in out.splitlines() if r.startswith(("| samples", "| fresh real"))]
+    assert rows[0].startswith("| samples |") and rows[-1].startswith("| fresh real |")
+    assert all(0.0 <= float(v) <= 0.5 for r in rows for v in r.strip("| ").split(" | ")[1:])

@@ -14,7 +14,7 @@ For each data set, model and seed, :func:`run_one`
    windows for early stopping, as many windows sampled as there are real ones), but with the
    model arguments and training settings of ``streamgen backfill`` left at its defaults
    (:func:`backfill_settings`: VAE 30 epochs of at most 60 batches of 64, patience 10; GAN
-   100 epochs of at most 30, patience 20; learning rate ``model.lr``, the GAN's gradient
+   100 epochs of at most 30, no early stopping; learning rate ``model.lr``, the GAN's gradient
    penalty on a quarter of the batch, the VAE's KL annealing and free bits; one torch
    thread);
 3. scores the samples against *all* real windows with
@@ -217,6 +217,32 @@ def backfill_settings(
     return _train_config(args, pipe.model), pipeline_model_args(kind, n_channels, pipe)
 
 
+def train_and_sample(
+    dataset: str,
+    kind: str,
+    seed: int,
+    *,
+    seq_len: int = SEQ_LEN,
+    n_sines: int = N_SINES,
+    pipe: PipelineConfig | None = None,
+    train_overrides: dict[str, Any] | None = None,
+    vae_sample: str = "residual",
+) -> tuple[np.ndarray, np.ndarray, Any, dict[str, Any]]:
+    """Steps 1-2 of :func:`run_one`: ``(real windows, samples, TrainConfig, training info)``."""
+    from streamgen.batch.generated import generate
+    from streamgen.batch.train import default_min_steps
+
+    real = load_windows(dataset, seq_len, n_sines, seed)
+    cfg, model_args = backfill_settings(kind, real.shape[2], seed, pipe)
+    overrides = dict(train_overrides or {})
+    # Epochs or batches per epoch given: no step budget, as backfill's own flags would do.
+    overrides.setdefault("min_steps", default_min_steps(
+        kind, overrides.get("epochs"), overrides.get("steps_per_epoch")))
+    cfg = replace(cfg, progress=False, **overrides)
+    synth, info = generate(kind, real, cfg, model_args, vae_sample)
+    return real, synth, cfg, info
+
+
 def run_one(
     dataset: str,
     kind: str,
@@ -235,18 +261,11 @@ def run_one(
     ``vae_sample`` is backfill's ``--vae-sample``.
     """
     from streamgen.batch.device import cpu_threads
-    from streamgen.batch.generated import generate
     from streamgen.batch.quality import evaluate_quality
-    from streamgen.batch.train import default_min_steps
 
-    real = load_windows(dataset, seq_len, n_sines, seed)
-    cfg, model_args = backfill_settings(kind, real.shape[2], seed, pipe)
-    overrides = dict(train_overrides or {})
-    # Epochs or batches per epoch given: no step budget, as backfill's own flags would do.
-    overrides.setdefault("min_steps", default_min_steps(
-        kind, overrides.get("epochs"), overrides.get("steps_per_epoch")))
-    cfg = replace(cfg, progress=False, **overrides)
-    synth, info = generate(kind, real, cfg, model_args, vae_sample)
+    real, synth, cfg, info = train_and_sample(
+        dataset, kind, seed, seq_len=seq_len, n_sines=n_sines, pipe=pipe,
+        train_overrides=train_overrides, vae_sample=vae_sample)  # fmt: skip
     t0 = time.monotonic()
     with cpu_threads(cfg.cpu_threads):  # the post-hoc GRUs on as many threads as training
         metrics = evaluate_quality(real, synth, iterations=iterations, seed=seed, device=cfg.device)

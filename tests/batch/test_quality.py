@@ -13,7 +13,7 @@ from streamgen.batch.quality import (
     precision_recall_coverage,
     predictive_score,
 )
-from streamgen.batch.sines import sine_data
+from streamgen.batch.sines import fit_sines, sine_data
 
 
 @pytest.fixture(scope="module")
@@ -27,6 +27,22 @@ def test_sines_match_timegan_recipe():
     assert 0.0 <= x.min() and x.max() <= 1.0
     # Frequencies below 0.1 rad/step: consecutive steps differ by < 0.05 after scaling.
     assert np.abs(np.diff(x, axis=1)).max() < 0.05
+
+
+def test_fit_sines_recovers_the_family_and_flags_what_is_not_in_it():
+    rng = np.random.default_rng(3)
+    f = rng.uniform(0.0, 0.1, size=(40, 2))
+    p = rng.uniform(0.0, 0.1, size=(40, 2))
+    t = np.arange(24)[None, :, None]
+    x = (np.sin(f[:, None, :] * t + p[:, None, :]) + 1.0) * 0.5
+    f_hat, p_hat, rmse = fit_sines(x)
+    assert np.abs(f_hat - f).max() < 1e-6 and np.abs(p_hat - p).max() < 1e-6
+    assert rmse.max() < 1e-6
+    # A phase outside the data set's range is found as such; jitter shows as distance.
+    late = (np.sin(f[:, None, :] * t + 0.15) + 1.0) * 0.5
+    assert np.allclose(fit_sines(late)[1], 0.15, atol=1e-6)
+    rough = x + rng.normal(0.0, 0.01, size=x.shape)
+    assert np.median(fit_sines(rough)[2]) > 5e-3
 
 
 def test_identical_sets_score_perfect(sines):
