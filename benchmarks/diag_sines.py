@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(
         "\n| windows | sine-fit RMSE (median) | mean abs. 2nd difference | f / p outside [0, 0.1) "
-        "| f in fifths of [0, 0.1) | p in fifths of [0, 0.1) |"
+        "| f in fifths of [0, 0.1) | p in fifths of [0, 0.1) (values outside in the end fifths) |"
     )
     print("|---|---|---|---|---|---|")
     describe("real", real)
