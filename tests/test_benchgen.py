@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -14,6 +15,16 @@ from streamgen.bench import generative as benchgen
 
 TINY = {"seq_len": 8, "n_sines": 64, "iterations": 5,
         "train_overrides": {"epochs": 1, "steps_per_epoch": 2}}  # fmt: skip
+
+
+def _script(name: str) -> Any:
+    """A script of benchmarks/ loaded as a module (they are not a package)."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
 
 
 def test_backfill_settings_are_backfills_defaults():
@@ -69,11 +80,7 @@ def test_real_recordings_are_multichannel_windows():
 
 
 def test_script_and_bench_command_share_the_code(tmp_path, capsys, monkeypatch):
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_generative.py"
-    spec = importlib.util.spec_from_file_location("bench_generative", path)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = _script("bench_generative")
     orig = benchgen.run_one
     seen = []
 
@@ -101,11 +108,7 @@ def test_script_and_bench_command_share_the_code(tmp_path, capsys, monkeypatch):
 
 
 def test_sines_diagnosis_script_runs(capsys):
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "diag_sines.py"
-    spec = importlib.util.spec_from_file_location("diag_sines", path)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = _script("diag_sines")
     assert mod.main(["--model", "gan", "--quick"]) == 0
     out = capsys.readouterr().out
     # the statistics of both sets, then the discriminators on the altered samples and the floor

@@ -6,8 +6,9 @@ across data sets.
 
 * :func:`discriminative_score` — ``|accuracy - 0.5|`` of a post-hoc 2-layer GRU classifier
   (16 units) trained to tell real from synthetic on 80 % and tested on the other 20 % (Yoon
-  et al. 2019). 0 = indistinguishable. :func:`evaluate_quality` also reports it with
-  TimeGAN's exact, weaker judge (one layer of ``C // 2`` units) for comparison with the paper.
+  et al. 2019). 0 = indistinguishable. :func:`timegan_discriminative_score` is the same with
+  TimeGAN's exact, weaker judge (one layer of ``C // 2`` units), for comparison with the
+  paper; :func:`evaluate_quality` reports both.
 * :func:`predictive_score` — train-on-synthetic, test-on-real: a GRU learns one-step-ahead
   prediction of every channel on synthetic windows; MAE on real windows. Compare with the same
   model trained on real data (``train_on="real"``).
@@ -112,6 +113,13 @@ def discriminative_score(
         pred = (model(xt[te])[:, -1, 0] > 0).float()
         acc = float((pred == yt[te]).float().mean())
     return abs(acc - 0.5)
+
+
+def timegan_discriminative_score(real: np.ndarray, synth: np.ndarray, **kwargs: Any) -> float:
+    """:func:`discriminative_score` with TimeGAN's own, weaker judge: one GRU layer of
+    ``C // 2`` units (at least one), comparable with the paper's figures."""
+    hidden = max(real.shape[2] // 2, 1)
+    return discriminative_score(real, synth, hidden=hidden, layers=1, **kwargs)
 
 
 def predictive_score(
@@ -278,10 +286,9 @@ def evaluate_quality(
         predictive_score(real, synth, iterations=iterations, seed=seed + i, device=device)
         for i in range(repeats)
     ]
-    c = real.shape[2]
     timegan = [
-        discriminative_score(real, synth, hidden=max(c // 2, 1), layers=1, iterations=iterations,
-                             seed=seed + i, device=device)
+        timegan_discriminative_score(real, synth, iterations=iterations, seed=seed + i,
+                                     device=device)
         for i in range(repeats)
     ]  # fmt: skip
     out: dict[str, Any] = {
