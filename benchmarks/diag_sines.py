@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from streamgen.batch.device import cpu_threads
     from streamgen.batch.quality import discriminative_score, timegan_discriminative_score
-    from streamgen.batch.sines import fit_sines, sine_data
+    from streamgen.batch.sines import PARAM_RANGE, fit_sines, in_param_range, sine_data
     from streamgen.bench.generative import MODELS, N_SINES, train_and_sample
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -65,10 +65,10 @@ def main(argv: list[str] | None = None) -> int:
     def describe(name: str, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         f, ph, rmse = fit_sines(x)
         d2 = np.abs(np.diff(x, n=2, axis=1)).mean()
-        out = ((f < 0) | (f >= 0.1)).mean(), ((ph < 0) | (ph >= 0.1)).mean()
-        bins = np.linspace(0.0, 0.1, 6)
-        hf = np.histogram(np.clip(f, 0, 0.0999), bins)[0] / f.size
-        hp = np.histogram(np.clip(ph, 0, 0.0999), bins)[0] / ph.size
+        out = (~in_param_range(f)).mean(), (~in_param_range(ph)).mean()
+        bins = np.linspace(*PARAM_RANGE, 6)  # the last bin includes its right edge
+        hf = np.histogram(np.clip(f, *PARAM_RANGE), bins)[0] / f.size
+        hp = np.histogram(np.clip(ph, *PARAM_RANGE), bins)[0] / ph.size
         print(
             f"| {name} | {np.median(rmse):.4f} | {d2:.4f} | {out[0]:.3f} / {out[1]:.3f} "
             f"| {' '.join(f'{v:.2f}' for v in hf)} | {' '.join(f'{v:.2f}' for v in hp)} |"
@@ -82,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|---|---|")
     describe("real", real)
     f, ph = describe(args.model, synth)
-    in_range = ((f >= 0) & (f < 0.1) & (ph >= 0) & (ph < 0.1)).all(1)
+    in_range = (in_param_range(f) & in_param_range(ph)).all(1)
     fresh = sine_data(len(real), seed=args.seed + 10_000)
     n = int(in_range.sum())
 

@@ -22,6 +22,16 @@ from __future__ import annotations
 
 import numpy as np
 
+#: The range ``f`` and ``p`` are drawn from (TimeGAN's recipe); :func:`fit_sines` searches
+#: a wider one.
+PARAM_RANGE = (0.0, 0.1)
+
+
+def in_param_range(v: np.ndarray) -> np.ndarray:
+    """Elementwise: whether fitted ``f`` or ``p`` values lie in :data:`PARAM_RANGE`."""
+    lo, hi = PARAM_RANGE
+    return (v >= lo) & (v < hi)
+
 
 def sine_data(n: int, seq_len: int = 24, dim: int = 5, seed: int | None = 0) -> np.ndarray:
     """Generate ``n`` sine sequences of shape ``(seq_len, dim)`` as float32 ``(n, T, C)``.
@@ -38,8 +48,8 @@ def sine_data(n: int, seq_len: int = 24, dim: int = 5, seed: int | None = 0) -> 
         Seed of the random frequencies and phases.
     """
     rng = np.random.default_rng(seed)
-    freq = rng.uniform(0.0, 0.1, size=(n, 1, dim))
-    phase = rng.uniform(0.0, 0.1, size=(n, 1, dim))
+    freq = rng.uniform(*PARAM_RANGE, size=(n, 1, dim))
+    phase = rng.uniform(*PARAM_RANGE, size=(n, 1, dim))
     t = np.arange(seq_len, dtype=np.float64).reshape(1, seq_len, 1)
     return ((np.sin(freq * t + phase) + 1.0) * 0.5).astype(np.float32)
 
