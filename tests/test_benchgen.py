@@ -13,7 +13,7 @@ import pytest
 
 from streamgen.bench import generative as benchgen
 
-TINY = {"seq_len": 8, "n_sines": 64, "iterations": 5,
+TINY = {"seq_len": 8, "n_sines": 64, "iterations": 5, "long_iterations": 7,
         "train_overrides": {"epochs": 1, "steps_per_epoch": 2}}  # fmt: skip
 
 
@@ -47,6 +47,8 @@ def test_sines_end_to_end_table_targets_and_json(tmp_path):
         assert r.metrics["closest_ratio"] > 0
         assert (r.n_windows, r.seq_len, r.channels) == (64, 8, 5)
         assert 0.0 <= r.metrics["discriminative_score"] <= 0.5
+        assert 0.0 <= r.metrics["discriminative_score_long"] <= 0.5
+        assert r.metrics["long_iterations"] == 7
         assert 0.0 <= r.metrics["coverage"] <= 1.0
         assert r.train_seconds >= 0.0 and np.isfinite(r.metrics["predictive_score"])
     summary = benchgen.summarize(results)
@@ -58,9 +60,25 @@ def test_sines_end_to_end_table_targets_and_json(tmp_path):
     text = benchgen.format_markdown(summary)
     assert "| sines | vae | " in text and " ± " in text
     assert "| sines | TimeGAN (Yoon et al. 2019), published | 0.011 |" in text
+    assert "disc. (stronger, long)" in text
+    assert "long: the stronger discriminator trained 7 iterations, not 2,000." in text
     out = tmp_path / "gen.json"
     out.write_text(json.dumps(benchgen.to_json(results, summary)))
     assert len(json.loads(out.read_text())["runs"]) == 6
+
+
+def test_table_without_the_long_judge_says_so():
+    results = benchgen.run_generative_suite([0], ["vae"], ["sines"], fresh=False,
+                                            **(TINY | {"long_iterations": 0}))  # fmt: skip
+    assert "discriminative_score_long" not in results[0].metrics
+    summary = benchgen.summarize(results)
+    assert "discriminative_score_long" not in summary["cells"]["sines/vae"]
+    text = benchgen.format_markdown(summary)
+    row = next(line for line in text.splitlines() if line.startswith("| sines | vae |"))
+    head = text.splitlines()[0].split(" | ")
+    assert row.split(" | ")[head.index("disc. (stronger, long)")] == "–"
+    assert "long:" not in text
+    json.dumps(benchgen.to_json(results, summary), allow_nan=False)  # strict JSON
 
 
 @pytest.mark.skipif(importlib.util.find_spec("aeon") is None, reason="needs the realdata extra")

@@ -185,6 +185,7 @@ def evaluate_generated(
         seed=cfg.seed,
         device=cfg.device,
         plot_path=None if out is None else out / "pca.png",
+        long_iterations=args.long_judge,
     )
     result = metrics | {"training": info} if info else metrics
     if out is not None:
@@ -198,6 +199,8 @@ _MEANINGS = [
      "windows: 0 = indistinguishable, 0.5 = always told apart"),
     ("discriminative_score_timegan", "the same with TimeGAN's weaker judge (1 layer, C/2 units), "
      "comparable with the paper"),
+    ("discriminative_score_long", "the stronger judge trained --long-judge iterations: what a "
+     "patient classifier still finds (compare with real data judged the same way)"),
     ("predictive_score", "MAE of one-step-ahead prediction on real windows by a GRU trained on "
      "synthetic ones (train on synthetic, test on real): lower is better"),
     ("predictive_score_real", "the same GRU trained on real windows: the reference; "

@@ -8,7 +8,12 @@ across data sets.
   (16 units) trained to tell real from synthetic on 80 % and tested on the other 20 % (Yoon
   et al. 2019). 0 = indistinguishable. :func:`timegan_discriminative_score` is the same with
   TimeGAN's exact, weaker judge (one layer of ``C // 2`` units), for comparison with the
-  paper; :func:`evaluate_quality` reports both.
+  paper; :func:`evaluate_quality` reports both. Both train for TimeGAN's 2,000 iterations,
+  which measures how quickly a difference is learnt as much as whether there is one: on
+  TimeGAN's sines the stronger judge scored the VAE's samples 0.002 (accuracy 50 %) after
+  2,000 iterations and 0.36-0.47 (accuracy 86-97 %) after 12,000, fresh real sines 0.008.
+  ``long_iterations`` adds the stronger judge trained that long
+  (``discriminative_score_long``).
 * :func:`predictive_score` — train-on-synthetic, test-on-real: a GRU learns one-step-ahead
   prediction of every channel on synthetic windows; MAE on real windows. Compare with the same
   model trained on real data (``train_on="real"``).
@@ -276,12 +281,19 @@ def evaluate_quality(
     seed: int = 0,
     device: str = "auto",
     plot_path: str | Path | None = None,
+    long_iterations: int = 0,
 ) -> dict[str, Any]:
-    """Every metric in one dict (scores averaged over ``repeats`` seeds, with their spread)."""
-    disc = [
-        discriminative_score(real, synth, iterations=iterations, seed=seed + i, device=device)
-        for i in range(repeats)
-    ]
+    """Every metric in one dict (scores averaged over ``repeats`` seeds, with their spread);
+    with ``long_iterations`` > 0 also the stronger judge trained that many iterations
+    (``discriminative_score_long``: what a patient classifier still finds)."""
+
+    def disc_scores(its: int) -> list[float]:
+        return [
+            discriminative_score(real, synth, iterations=its, seed=seed + i, device=device)
+            for i in range(repeats)
+        ]
+
+    disc = disc_scores(iterations)
     pred = [
         predictive_score(real, synth, iterations=iterations, seed=seed + i, device=device)
         for i in range(repeats)
@@ -306,6 +318,11 @@ def evaluate_quality(
         "mmd2_rbf": mmd_rbf(real, synth, seed=seed),
         **precision_recall_coverage(real, synth, seed=seed),
     }
+    if long_iterations > 0:
+        long = disc_scores(long_iterations)
+        out["discriminative_score_long"] = float(np.mean(long))
+        out["discriminative_score_long_std"] = float(np.std(long))
+        out["long_iterations"] = int(long_iterations)
     if plot_path is not None:
         pca_plot(real, synth, plot_path)
     return out

@@ -85,6 +85,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="window length (default: the synthetic windows' length, else 24)")
     q.add_argument("--iterations", type=int, default=2000, help="post-hoc model iterations")
     q.add_argument("--repeats", type=int, default=1, help="average post-hoc scores over seeds")
+    q.add_argument("--long-judge", type=int, default=0, metavar="ITERATIONS",
+                   help="also train the stronger discriminator this many iterations "
+                   "(e.g. 12000; ~100 s on one CPU thread): 2,000 can miss a difference a "
+                   "longer-trained classifier finds (0 = off)")  # fmt: skip
     q.add_argument("--pipeline", metavar="FILE", help="pipeline YAML (decode settings)")
     q.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     _train_args(q)
@@ -173,8 +177,8 @@ def run_evaluate_generated(args: argparse.Namespace) -> int:
     if args.model is not None and args.input is None:
         raise ConfigError("--input: required with --model (a CSV/JSONL file or 'sines')")
     if (args.seq_len is not None and args.seq_len < 2) or args.n < 4 or args.iterations < 1 \
-            or args.repeats < 1:
-        raise ConfigError("--seq-len/--n/--iterations/--repeats: too small")
+            or args.repeats < 1 or args.long_judge < 0:
+        raise ConfigError("--seq-len/--n/--iterations/--repeats/--long-judge: too small")
     metrics = evaluate_generated(args, pipe, _train_config(args, pipe.model))
     print(format_quality(metrics), end="")
     if args.output_dir is not None:

@@ -10,7 +10,7 @@ judged from each series' first point, VUS-PR/PR-AUC/ROC-AUC against random, HST,
 ``benchmarks/bench_generative.py``): the batch GAN and VAE with ``backfill``'s defaults on
 TimeGAN's sines and two real multichannel recordings, judged by ``evaluate-generated``'s
 metrics (``--detectors``: a subset of gan,vae; ``--streams``: of sines,daphnet,basicmotions;
-``--quick``: sines only, 500 post-hoc iterations).
+``--quick``: sines only, 500 post-hoc iterations, no long-trained judge).
 
 Runs :func:`streamgen.bench.suite.run_suite` (sota and rvae through the engine, River
 HalfSpaceTrees, rolling z-score and |Δx| baselines on a varied labelled synthetic suite) for
@@ -126,9 +126,10 @@ def _run_generative(args: argparse.Namespace, base: Any, seeds: int) -> int:
             return 2
     log = None if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
     iterations = 500 if args.quick else benchgen.ITERATIONS
+    long_iterations = 0 if args.quick else benchgen.LONG_ITERATIONS
     results = benchgen.run_generative_suite(
         range(args.seed, args.seed + seeds), models, datasets, log, iterations=iterations,
-        pipe=base,
+        long_iterations=long_iterations, pipe=base,
     )  # fmt: skip
     summary = benchgen.summarize(results)
     if args.json:

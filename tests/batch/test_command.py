@@ -101,11 +101,14 @@ def test_evaluate_generated_from_files_and_model(history_csv, tmp_path, capsys):
     out = tmp_path / "q"
     assert run_cli(["evaluate-generated", "--model", "vae", "--input", "sines", "--n", "64",
                     "--seq-len", "8", "--epochs", "1", "--iterations", "5", "--no-progress",
-                    "--set", "model.hidden=8", "--output-dir", str(out)]) == 0  # fmt: skip
+                    "--long-judge", "6", "--set", "model.hidden=8",
+                    "--output-dir", str(out)]) == 0  # fmt: skip
     assert "trained vae for 1 epochs" in (text := capsys.readouterr().out)
+    assert "discriminative_score_long" in text and "patient classifier" in text
     assert "sampled with --vae-sample residual" in text
     metrics = json.loads((out / "quality.json").read_text())
     assert metrics["training"]["epochs_run"] == 1
+    assert metrics["long_iterations"] == 6 and 0.0 <= metrics["discriminative_score_long"] <= 0.5
     assert 0.0 <= metrics["discriminative_score"] <= 0.5
     assert (out / "pca.png").is_file() and (out / "quality.json").is_file()
     bf = tmp_path / "bf"
@@ -131,6 +134,7 @@ def test_evaluate_generated_from_files_and_model(history_csv, tmp_path, capsys):
                     str(bf / "synthetic.csv"), "--seq-len", "24", "--iterations", "5"]) == 2  # fmt: skip
     assert "give --seq-len 16" in capsys.readouterr().err
     assert run_cli(["evaluate-generated", "--real", "sines"]) == 2
+    assert run_cli(["evaluate-generated", "--backfill", str(bf), "--long-judge", "-1"]) == 2
 
 
 def test_step_budget_only_for_default_epochs_and_steps():

@@ -75,6 +75,16 @@ def test_evaluate_quality_writes_pca_plot(sines, tmp_path):
     assert set(out) >= {"discriminative_score", "predictive_score", "mmd2_rbf", "coverage"}
 
 
+def test_long_judge_is_the_stronger_judge_trained_longer(sines):
+    rng = np.random.default_rng(1)
+    rough = sines + rng.normal(0.0, 0.02, size=sines.shape).astype(np.float32)
+    out = evaluate_quality(sines, rough, iterations=5, seed=3, long_iterations=40)
+    assert out["long_iterations"] == 40
+    assert out["discriminative_score_long"] == discriminative_score(
+        sines, rough, iterations=40, seed=3)
+    assert "discriminative_score_long" not in evaluate_quality(sines, rough, iterations=5)
+
+
 def test_closest_ratio_finds_copies_among_overlapping_windows():
     """Stride-1 windows of one recording: a held-out window's nearest training windows are
     its own shifted neighbours; with positions they do not count, and copies of training
