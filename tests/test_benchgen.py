@@ -39,7 +39,10 @@ def test_backfill_settings_are_backfills_defaults():
 
 
 def test_sines_end_to_end_table_targets_and_json(tmp_path):
-    results = benchgen.run_generative_suite([0, 1], benchgen.MODELS, ["sines"], **TINY)
+    lines: list[str] = []
+    results = benchgen.run_generative_suite([0, 1], benchgen.MODELS, ["sines"], lines.append,
+                                            **TINY)  # fmt: skip
+    assert len(lines) == 6 and all(" / long " in line for line in lines)
     fresh = benchgen.FRESH
     assert [(r.model, r.seed) for r in results] == [("gan", 0), ("vae", 0), (fresh, 0),
                                                    ("gan", 1), ("vae", 1), (fresh, 1)]
