@@ -287,22 +287,14 @@ def evaluate_quality(
     with ``long_iterations`` > 0 also the stronger judge trained that many iterations
     (``discriminative_score_long``: what a patient classifier still finds)."""
 
-    def disc_scores(its: int) -> list[float]:
-        return [
-            discriminative_score(real, synth, iterations=its, seed=seed + i, device=device)
-            for i in range(repeats)
-        ]
+    def over_seeds(score: Callable[..., float], its: int = iterations) -> list[float]:
+        """``score`` of ``synth`` once per seed ``seed .. seed + repeats - 1``."""
+        return [score(real, synth, iterations=its, seed=seed + i, device=device)
+                for i in range(repeats)]  # fmt: skip
 
-    disc = disc_scores(iterations)
-    pred = [
-        predictive_score(real, synth, iterations=iterations, seed=seed + i, device=device)
-        for i in range(repeats)
-    ]
-    timegan = [
-        timegan_discriminative_score(real, synth, iterations=iterations, seed=seed + i,
-                                     device=device)
-        for i in range(repeats)
-    ]  # fmt: skip
+    disc = over_seeds(discriminative_score)
+    pred = over_seeds(predictive_score)
+    timegan = over_seeds(timegan_discriminative_score)
     out: dict[str, Any] = {
         "n_real": int(len(real)),
         "n_synthetic": int(len(synth)),
@@ -319,7 +311,7 @@ def evaluate_quality(
         **precision_recall_coverage(real, synth, seed=seed),
     }
     if long_iterations > 0:
-        long = disc_scores(long_iterations)
+        long = over_seeds(discriminative_score, long_iterations)
         out["discriminative_score_long"] = float(np.mean(long))
         out["discriminative_score_long_std"] = float(np.std(long))
         out["long_iterations"] = int(long_iterations)
